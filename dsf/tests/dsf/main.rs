@@ -1,0 +1,10 @@
+//! The integration tests of `dsf`, laid out like `src`.
+
+mod common;
+mod element;
+mod fuzz_corpus;
+mod merge;
+mod properties;
+mod repository;
+mod structure;
+mod types;
