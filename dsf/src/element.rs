@@ -36,15 +36,30 @@ impl std::fmt::Debug for Element {
 impl Element {
     /// Hashes `value` into a new element. `children` are the distinct keys the value links to,
     /// in first-occurrence order; the element is a leaf iff there are none.
-    pub fn new(alg: HashAlgorithm, ty: TypeId, value: impl Into<Bytes>, children: Vec<Key>) -> Element {
+    pub fn new(
+        alg: HashAlgorithm,
+        ty: TypeId,
+        value: impl Into<Bytes>,
+        children: Vec<Key>,
+    ) -> Element {
         let value = value.into();
         let key = alg.element_key(&value, ty);
-        Element { key, ty, isleaf: children.is_empty(), value, children }
+        Element {
+            key,
+            ty,
+            isleaf: children.is_empty(),
+            value,
+            children,
+        }
     }
 
     /// Builds an element from a generated message: encodes it canonically, hashes it, and
     /// finds its children with `registry`.
-    pub fn from_message<T: dsf_proto::Identified>(alg: HashAlgorithm, registry: &Registry, msg: &T) -> Result<Element> {
+    pub fn from_message<T: dsf_proto::Identified>(
+        alg: HashAlgorithm,
+        registry: &Registry,
+        msg: &T,
+    ) -> Result<Element> {
         let ty = TypeId::of::<T>();
         let value = msg.encode_to_vec();
         let children = child_keys(registry, ty, &value)?;
@@ -53,9 +68,18 @@ impl Element {
 
     /// Builds an element from parts received from outside: verifies the key over the exact
     /// value bytes and derives the children (skipped for leaves).
-    pub fn from_parts(registry: &Registry, key: &[u8], ty: TypeId, isleaf: bool, value: Bytes) -> Result<Element> {
+    pub fn from_parts(
+        registry: &Registry,
+        key: &[u8],
+        ty: TypeId,
+        isleaf: bool,
+        value: Bytes,
+    ) -> Result<Element> {
         let key = Key::from_slice(key).ok_or_else(|| {
-            Error::codec("structure element", format!("a key has 20 or 32 bytes, not {}", key.len()))
+            Error::codec(
+                "structure element",
+                format!("a key has 20 or 32 bytes, not {}", key.len()),
+            )
         })?;
         if key.algorithm().element_key(&value, ty) != key {
             return Err(Error::Corrupt { key });
@@ -66,15 +90,30 @@ impl Element {
             None => return Err(Error::UnknownType { ty }),
         };
         if isleaf != children.is_empty() {
-            return Err(Error::codec("structure element", format!("element {key}: isleaf={isleaf} contradicts its links")));
+            return Err(Error::codec(
+                "structure element",
+                format!("element {key}: isleaf={isleaf} contradicts its links"),
+            ));
         }
-        Ok(Element { key, ty, isleaf, value, children })
+        Ok(Element {
+            key,
+            ty,
+            isleaf,
+            value,
+            children,
+        })
     }
 
     /// Decodes and verifies an encoded `StructureElement`.
     pub fn decode(registry: &Registry, bytes: &[u8]) -> Result<Element> {
         let parts = SeParts::parse(bytes)?;
-        Element::from_parts(registry, parts.key, parts.ty, parts.isleaf, Bytes::copy_from_slice(parts.value))
+        Element::from_parts(
+            registry,
+            parts.key,
+            parts.ty,
+            parts.isleaf,
+            Bytes::copy_from_slice(parts.value),
+        )
     }
 
     /// The encoded `StructureElement {key, type, isleaf, value}`.
@@ -103,7 +142,9 @@ impl Element {
     pub fn encoded_len(&self) -> usize {
         let key = self.key.as_bytes().len();
         let ty = self.ty.encode().len();
-        (1 + varint_len(key as u64) + key) + (1 + varint_len(ty as u64) + ty) + 2
+        (1 + varint_len(key as u64) + key)
+            + (1 + varint_len(ty as u64) + ty)
+            + 2
             + (1 + varint_len(self.value.len() as u64) + self.value.len())
     }
 
@@ -137,7 +178,13 @@ impl Element {
         if self.ty != TypeId::of::<T>() {
             return Err(Error::codec(
                 "object",
-                format!("element {} has type {}, not {} ({})", self.key, self.ty, TypeId::of::<T>(), T::FULL_NAME),
+                format!(
+                    "element {} has type {}, not {} ({})",
+                    self.key,
+                    self.ty,
+                    TypeId::of::<T>(),
+                    T::FULL_NAME
+                ),
             ));
         }
         T::decode(self.value.as_ref()).map_err(|e| Error::codec("object", e))
@@ -153,8 +200,12 @@ pub(crate) fn child_keys(registry: &Registry, ty: TypeId, value: &[u8]) -> Resul
     let info = registry.require(ty)?;
     let mut keys: Vec<Key> = Vec::new();
     wire::scan(value, registry.plans(), info.plan, &mut |link| {
-        let key = Key::from_slice(link.key)
-            .ok_or_else(|| Error::codec("link", format!("a link key has 20 or 32 bytes, not {}", link.key.len())))?;
+        let key = Key::from_slice(link.key).ok_or_else(|| {
+            Error::codec(
+                "link",
+                format!("a link key has 20 or 32 bytes, not {}", link.key.len()),
+            )
+        })?;
         if !keys.contains(&key) {
             keys.push(key);
         }

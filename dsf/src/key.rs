@@ -77,7 +77,9 @@ impl std::str::FromStr for HashAlgorithm {
         match s {
             "sha1" => Ok(HashAlgorithm::Sha1),
             "blake3" => Ok(HashAlgorithm::Blake3),
-            other => Err(format!("unknown hash algorithm {other:?}: expected \"sha1\" or \"blake3\"")),
+            other => Err(format!(
+                "unknown hash algorithm {other:?}: expected \"sha1\" or \"blake3\""
+            )),
         }
     }
 }
@@ -105,7 +107,10 @@ impl Key {
         HashAlgorithm::for_key_len(raw.len())?;
         let mut bytes = [0u8; 32];
         bytes[..raw.len()].copy_from_slice(raw);
-        Some(Key { len: raw.len() as u8, bytes })
+        Some(Key {
+            len: raw.len() as u8,
+            bytes,
+        })
     }
 
     /// A key from hexadecimal (either case).

@@ -92,7 +92,10 @@ impl Workspace {
     }
 
     fn id(&self, index: u32) -> ObjectId {
-        ObjectId { index, generation: self.generation }
+        ObjectId {
+            index,
+            generation: self.generation,
+        }
     }
 
     /// The live node index of a handle, following forwards.
@@ -143,7 +146,8 @@ impl Workspace {
     }
 
     pub(crate) fn is_modified(&self) -> bool {
-        self.root.is_some_and(|r| self.nodes[self.follow(r) as usize].key.is_none())
+        self.root
+            .is_some_and(|r| self.nodes[self.follow(r) as usize].key.is_none())
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -185,7 +189,11 @@ impl Workspace {
             Some(k) => k.as_bytes().to_vec(),
             None => self.placeholder(i).to_vec(),
         };
-        Ok((key, n.ty, n.children.is_empty() && !self.has_external_links(n)?))
+        Ok((
+            key,
+            n.ty,
+            n.children.is_empty() && !self.has_external_links(n)?,
+        ))
     }
 
     fn has_external_links(&self, n: &Node) -> Result<bool> {
@@ -202,7 +210,9 @@ impl Workspace {
     pub(crate) fn resolve(&self, raw: &[u8]) -> Option<ObjectId> {
         match self.from_placeholder(raw) {
             Some(found) => found.map(|i| self.id(i)),
-            None => Key::from_slice(raw).and_then(|k| self.by_key.get(&k)).map(|&i| self.id(i)),
+            None => Key::from_slice(raw)
+                .and_then(|k| self.by_key.get(&k))
+                .map(|&i| self.id(i)),
         }
     }
 
@@ -222,7 +232,9 @@ impl Workspace {
         let first = self.new_loaded(elements, key)?;
         let mut queue = vec![first];
         while let Some(i) = queue.pop() {
-            let k = self.nodes[i as usize].key.expect("loaded nodes are unmodified");
+            let k = self.nodes[i as usize]
+                .key
+                .expect("loaded nodes are unmodified");
             let element = elements.get(&k).expect("loaded from elements");
             let mut children = Vec::with_capacity(element.children().len());
             for child_key in element.children() {
@@ -234,7 +246,14 @@ impl Workspace {
                             queue.push(c);
                             c
                         }
-                        _ => continue,
+                        Some(_) => continue,
+                        None if self
+                            .link_type(element, *child_key)?
+                            .is_some_and(|t| self.excluded.contains(&t)) =>
+                        {
+                            continue;
+                        }
+                        None => return Err(Error::MissingElement { key: *child_key }),
                     },
                 };
                 children.push(c);
@@ -245,9 +264,28 @@ impl Workspace {
         Ok(self.id(first))
     }
 
+    /// The type that `parent`'s link to `child` declares.
+    fn link_type(&self, parent: &Element, child: Key) -> Result<Option<TypeId>> {
+        let plan = self.registry.require(parent.ty())?.plan;
+        let mut found = None;
+        wire::scan(
+            parent.value(),
+            self.registry.plans(),
+            plan,
+            &mut |l: RawLink<'_>| {
+                if l.key == child.as_bytes() {
+                    found = Some(l.ty);
+                }
+                Ok(())
+            },
+        )?;
+        Ok(found)
+    }
+
     fn new_loaded(&mut self, elements: &Elements, key: Key) -> Result<u32> {
         let e = elements.get(&key).ok_or(Error::MissingElement { key })?;
-        let i = u32::try_from(self.nodes.len()).map_err(|_| Error::state("workspace holds too many objects"))?;
+        let i = u32::try_from(self.nodes.len())
+            .map_err(|_| Error::state("workspace holds too many objects"))?;
         self.nodes.push(Node {
             ty: e.ty(),
             value: e.value().clone(),
@@ -265,19 +303,31 @@ impl Workspace {
     fn resolve_links(&mut self, elements: &Elements, ty: TypeId, value: &[u8]) -> Result<Vec<u32>> {
         let info = self.registry.require(ty)?;
         let mut raw: Vec<(Vec<u8>, TypeId)> = Vec::new();
-        wire::scan(value, self.registry.plans(), info.plan, &mut |l: RawLink<'_>| {
-            raw.push((l.key.to_vec(), l.ty));
-            Ok(())
-        })?;
+        wire::scan(
+            value,
+            self.registry.plans(),
+            info.plan,
+            &mut |l: RawLink<'_>| {
+                raw.push((l.key.to_vec(), l.ty));
+                Ok(())
+            },
+        )?;
         let mut out = Vec::new();
         let mut seen = HashSet::new();
         for (bytes, link_ty) in raw {
             let i = match self.from_placeholder(&bytes) {
                 Some(Some(i)) => i,
-                Some(None) => return Err(Error::InvalidHandle(format!("placeholder of an earlier checkout in a {ty} link"))),
+                Some(None) => {
+                    return Err(Error::InvalidHandle(format!(
+                        "placeholder of an earlier checkout in a {ty} link"
+                    )));
+                }
                 None => {
                     let key = Key::from_slice(&bytes).ok_or_else(|| {
-                        Error::DanglingLink(format!("a {}-byte key (a link needs a key or a workspace link)", bytes.len()))
+                        Error::DanglingLink(format!(
+                            "a {}-byte key (a link needs a key or a workspace link)",
+                            bytes.len()
+                        ))
                     })?;
                     match self.by_key.get(&key) {
                         Some(&i) => i,
@@ -295,22 +345,40 @@ impl Workspace {
     }
 
     /// Adds a new, modified object.
-    pub(crate) fn create(&mut self, elements: &Elements, ty: TypeId, value: Bytes) -> Result<ObjectId> {
+    pub(crate) fn create(
+        &mut self,
+        elements: &Elements,
+        ty: TypeId,
+        value: Bytes,
+    ) -> Result<ObjectId> {
         if self.read_only {
             return Err(Error::ReadOnly("new object".into()));
         }
         self.registry.require(ty)?;
         let children = self.resolve_links(elements, ty, &value)?;
-        let i = u32::try_from(self.nodes.len()).map_err(|_| Error::state("workspace holds too many objects"))?;
+        let i = u32::try_from(self.nodes.len())
+            .map_err(|_| Error::state("workspace holds too many objects"))?;
         for &c in &children {
             self.nodes[c as usize].parents.push(i);
         }
-        self.nodes.push(Node { ty, value, key: None, children, parents: Vec::new(), forward: None });
+        self.nodes.push(Node {
+            ty,
+            value,
+            key: None,
+            children,
+            parents: Vec::new(),
+            forward: None,
+        });
         Ok(self.id(i))
     }
 
     /// Replaces an object's content (same type), refusing links that would make a cycle.
-    pub(crate) fn replace(&mut self, elements: &Elements, id: ObjectId, value: Bytes) -> Result<()> {
+    pub(crate) fn replace(
+        &mut self,
+        elements: &Elements,
+        id: ObjectId,
+        value: Bytes,
+    ) -> Result<()> {
         let i = self.index(id)?;
         self.check_writable(i)?;
         let ty = self.nodes[i as usize].ty;
@@ -318,7 +386,10 @@ impl Workspace {
         let old: HashSet<u32> = self.nodes[i as usize].children.iter().copied().collect();
         for &c in &children {
             if !old.contains(&c) && self.reaches(c, i) {
-                return Err(Error::Cycle { parent: self.id(i).to_string(), child: self.id(c).to_string() });
+                return Err(Error::Cycle {
+                    parent: self.id(i).to_string(),
+                    child: self.id(c).to_string(),
+                });
             }
         }
         let new: HashSet<u32> = children.iter().copied().collect();
@@ -356,7 +427,9 @@ impl Workspace {
     fn touch(&mut self, i: u32) -> Result<()> {
         let mut stack = vec![i];
         while let Some(n) = stack.pop() {
-            let Some(old_key) = self.nodes[n as usize].key.take() else { continue };
+            let Some(old_key) = self.nodes[n as usize].key.take() else {
+                continue;
+            };
             if self.by_key.get(&old_key) == Some(&n) {
                 self.by_key.remove(&old_key);
             }
@@ -371,8 +444,11 @@ impl Workspace {
                     self.registry.plans(),
                     plan,
                     &mut |l: RawLink<'_>| {
-                        Ok((l.key == old_key.as_bytes())
-                            .then(|| NewLink { key: placeholder.to_vec(), ty, isleaf: l.isleaf }))
+                        Ok((l.key == old_key.as_bytes()).then(|| NewLink {
+                            key: placeholder.to_vec(),
+                            ty,
+                            isleaf: l.isleaf,
+                        }))
                     },
                     &mut out,
                 )?;
@@ -385,8 +461,14 @@ impl Workspace {
 
     /// Hashes every modified node reachable from the root, post-order, adds the new elements to
     /// `elements`, and returns the root's key. Unmodified subgraphs are not visited.
-    pub(crate) fn commit(&mut self, elements: &mut Elements, alg: HashAlgorithm) -> Result<Option<(Key, TypeId, bool)>> {
-        let Some(root) = self.root.map(|r| self.follow(r)) else { return Ok(None) };
+    pub(crate) fn commit(
+        &mut self,
+        elements: &mut Elements,
+        alg: HashAlgorithm,
+    ) -> Result<Option<(Key, TypeId, bool)>> {
+        let Some(root) = self.root.map(|r| self.follow(r)) else {
+            return Ok(None);
+        };
         let mut stack = vec![(root, false)];
         while let Some((i, expanded)) = stack.pop() {
             if self.nodes[i as usize].key.is_some() {
@@ -407,7 +489,9 @@ impl Workspace {
         let root = self.follow(root);
         self.root = Some(root);
         let n = &self.nodes[root as usize];
-        let e = elements.get(&n.key.expect("committed")).expect("element added");
+        let e = elements
+            .get(&n.key.expect("committed"))
+            .expect("element added");
         Ok(Some((e.key(), e.ty(), e.is_leaf())))
     }
 
@@ -429,9 +513,12 @@ impl Workspace {
                             let k = nodes[c as usize].key.expect("children are committed first");
                             (k, elements.get(&k).map_or(l.isleaf, |e| e.is_leaf()))
                         }
-                        Some(None) => return Err(Error::InvalidHandle("stale placeholder at commit".into())),
+                        Some(None) => {
+                            return Err(Error::InvalidHandle("stale placeholder at commit".into()));
+                        }
                         None => {
-                            let k = Key::from_slice(l.key).ok_or_else(|| Error::DanglingLink(format!("{:?}", l.key)))?;
+                            let k = Key::from_slice(l.key)
+                                .ok_or_else(|| Error::DanglingLink(format!("{:?}", l.key)))?;
                             (k, elements.get(&k).map_or(l.isleaf, |e| e.is_leaf()))
                         }
                     };
@@ -439,7 +526,11 @@ impl Workspace {
                         child_keys.push(key);
                     }
                     let changed = l.key != key.as_bytes() || l.isleaf != isleaf;
-                    Ok(changed.then(|| NewLink { key: key.as_bytes().to_vec(), ty: l.ty, isleaf }))
+                    Ok(changed.then(|| NewLink {
+                        key: key.as_bytes().to_vec(),
+                        ty: l.ty,
+                        isleaf,
+                    }))
                 },
                 &mut value,
             )?;
