@@ -26,9 +26,7 @@ fn main() {
     let descriptor_path = out.join("descriptor_set.bin");
     let mut config = prost_build::Config::new();
     if std::env::var_os("PROTOC").is_none() {
-        config.protoc_executable(
-            protoc_bin_vendored::protoc_bin_path().expect("vendored protoc is available"),
-        );
+        config.protoc_executable(protoc_bin_vendored::protoc_bin_path().expect("vendored protoc is available"));
     }
     config
         .file_descriptor_set_path(&descriptor_path)
@@ -59,11 +57,7 @@ fn identified_impls(set: &FileDescriptorSet) -> String {
         let package = file.package();
         let module: Vec<String> = package.split('.').map(rust_ident).collect();
         for message in &file.message_type {
-            let Some(ident) = message
-                .enum_type
-                .iter()
-                .find(|e| e.name() == "_MessageTypeIdentifier")
-            else {
+            let Some(ident) = message.enum_type.iter().find(|e| e.name() == "_MessageTypeIdentifier") else {
                 continue;
             };
             let value_of = |name: &str| {
@@ -75,11 +69,7 @@ fn identified_impls(set: &FileDescriptorSet) -> String {
                     .unwrap_or_else(|| panic!("{}.{} lacks {name}", package, message.name()))
             };
             let (id, version) = (value_of("_ID"), value_of("_VERSION"));
-            let rust_path = format!(
-                "crate::{}::{}",
-                module.join("::"),
-                message.name().to_upper_camel_case()
-            );
+            let rust_path = format!("crate::{}::{}", module.join("::"), message.name().to_upper_camel_case());
             let _ = writeln!(
                 code,
                 "impl crate::Identified for {rust_path} {{\n    const OBJECT_ID: i32 = {id};\n    const VERSION: i32 = {version};\n    const FULL_NAME: &'static str = \"{package}.{name}\";\n}}",

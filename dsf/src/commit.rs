@@ -59,10 +59,7 @@ pub struct Commit {
 impl Commit {
     /// The first PARENT, if any.
     pub fn first_parent(&self) -> Option<Key> {
-        self.parents
-            .iter()
-            .find(|p| p.relationship == Relationship::Parent)
-            .map(|p| p.commit)
+        self.parents.iter().find(|p| p.relationship == Relationship::Parent).map(|p| p.commit)
     }
 
     /// Every parent key in order.
@@ -75,35 +72,22 @@ impl Commit {
         if element.ty() != TypeId::COMMIT {
             return Err(Error::codec(
                 "commit",
-                format!(
-                    "element {} has type {}, not a commit",
-                    element.key(),
-                    element.ty()
-                ),
+                format!("element {} has type {}, not a commit", element.key(), element.ty()),
             ));
         }
-        let raw =
-            CommitRef::decode(element.value().as_ref()).map_err(|e| Error::codec("commit", e))?;
-        let key_of = |c: &CasRef| {
-            Key::from_slice(&c.key)
-                .ok_or_else(|| Error::codec("commit", "a link key has 20 or 32 bytes"))
-        };
+        let raw = CommitRef::decode(element.value().as_ref()).map_err(|e| Error::codec("commit", e))?;
+        let key_of =
+            |c: &CasRef| Key::from_slice(&c.key).ok_or_else(|| Error::codec("commit", "a link key has 20 or 32 bytes"));
         let mut parents = Vec::with_capacity(raw.parentrefs.len());
         for p in &raw.parentrefs {
             let relationship = match parent_ref::Relationship::try_from(p.relationship) {
                 Ok(parent_ref::Relationship::Parent) => Relationship::Parent,
                 Ok(parent_ref::Relationship::Mergedfrom) => Relationship::MergedFrom,
                 Err(_) => {
-                    return Err(Error::codec(
-                        "commit",
-                        format!("unknown relationship {}", p.relationship),
-                    ));
+                    return Err(Error::codec("commit", format!("unknown relationship {}", p.relationship)));
                 }
             };
-            parents.push(Parent {
-                relationship,
-                commit: key_of(&p.commitref)?,
-            });
+            parents.push(Parent { relationship, commit: key_of(&p.commitref)? });
         }
         let root = match &raw.objectroot {
             Some(r) => Some(ObjectRef {
@@ -133,10 +117,7 @@ impl Commit {
         root: Option<ObjectRef>,
         root_seed: Option<&str>,
     ) -> Result<Element> {
-        let commit_type = GpbType {
-            object_id: TypeId::COMMIT.object_id,
-            version: TypeId::COMMIT.version,
-        };
+        let commit_type = GpbType { object_id: TypeId::COMMIT.object_id, version: TypeId::COMMIT.version };
         let raw = CommitRef {
             comment: Some(comment.to_owned()),
             date: Some(date),
@@ -147,19 +128,12 @@ impl Commit {
                         Relationship::Parent => parent_ref::Relationship::Parent as i32,
                         Relationship::MergedFrom => parent_ref::Relationship::Mergedfrom as i32,
                     },
-                    commitref: CasRef {
-                        key: p.commit.as_bytes().to_vec(),
-                        r#type: commit_type,
-                        isleaf: false,
-                    },
+                    commitref: CasRef { key: p.commit.as_bytes().to_vec(), r#type: commit_type, isleaf: false },
                 })
                 .collect(),
             objectroot: root.map(|r| CasRef {
                 key: r.key.as_bytes().to_vec(),
-                r#type: GpbType {
-                    object_id: r.ty.object_id,
-                    version: r.ty.version,
-                },
+                r#type: GpbType { object_id: r.ty.object_id, version: r.ty.version },
                 isleaf: r.isleaf,
             }),
             root_seed: root_seed.map(str::to_owned),

@@ -36,30 +36,15 @@ impl std::fmt::Debug for Element {
 impl Element {
     /// Hashes `value` into a new element. `children` are the distinct keys the value links to,
     /// in first-occurrence order; the element is a leaf iff there are none.
-    pub fn new(
-        alg: HashAlgorithm,
-        ty: TypeId,
-        value: impl Into<Bytes>,
-        children: Vec<Key>,
-    ) -> Element {
+    pub fn new(alg: HashAlgorithm, ty: TypeId, value: impl Into<Bytes>, children: Vec<Key>) -> Element {
         let value = value.into();
         let key = alg.element_key(&value, ty);
-        Element {
-            key,
-            ty,
-            isleaf: children.is_empty(),
-            value,
-            children,
-        }
+        Element { key, ty, isleaf: children.is_empty(), value, children }
     }
 
     /// Builds an element from a generated message: encodes it canonically, hashes it, and
     /// finds its children with `registry`.
-    pub fn from_message<T: dsf_proto::Identified>(
-        alg: HashAlgorithm,
-        registry: &Registry,
-        msg: &T,
-    ) -> Result<Element> {
+    pub fn from_message<T: dsf_proto::Identified>(alg: HashAlgorithm, registry: &Registry, msg: &T) -> Result<Element> {
         let ty = TypeId::of::<T>();
         let value = msg.encode_to_vec();
         let children = child_keys(registry, ty, &value)?;
@@ -68,19 +53,9 @@ impl Element {
 
     /// Builds an element from parts received from outside: verifies the key over the exact
     /// value bytes and derives the children (skipped for leaves).
-    pub fn from_parts(
-        registry: &Registry,
-        key: &[u8],
-        ty: TypeId,
-        isleaf: bool,
-        value: Bytes,
-    ) -> Result<Element> {
-        let key = Key::from_slice(key).ok_or_else(|| {
-            Error::codec(
-                "structure element",
-                format!("a key has 20 or 32 bytes, not {}", key.len()),
-            )
-        })?;
+    pub fn from_parts(registry: &Registry, key: &[u8], ty: TypeId, isleaf: bool, value: Bytes) -> Result<Element> {
+        let key = Key::from_slice(key)
+            .ok_or_else(|| Error::codec("structure element", format!("a key has 20 or 32 bytes, not {}", key.len())))?;
         if key.algorithm().element_key(&value, ty) != key {
             return Err(Error::Corrupt { key });
         }
@@ -95,25 +70,13 @@ impl Element {
                 format!("element {key}: isleaf={isleaf} contradicts its links"),
             ));
         }
-        Ok(Element {
-            key,
-            ty,
-            isleaf,
-            value,
-            children,
-        })
+        Ok(Element { key, ty, isleaf, value, children })
     }
 
     /// Decodes and verifies an encoded `StructureElement`.
     pub fn decode(registry: &Registry, bytes: &[u8]) -> Result<Element> {
         let parts = SeParts::parse(bytes)?;
-        Element::from_parts(
-            registry,
-            parts.key,
-            parts.ty,
-            parts.isleaf,
-            Bytes::copy_from_slice(parts.value),
-        )
+        Element::from_parts(registry, parts.key, parts.ty, parts.isleaf, Bytes::copy_from_slice(parts.value))
     }
 
     /// The encoded `StructureElement {key, type, isleaf, value}`.
@@ -178,13 +141,7 @@ impl Element {
         if self.ty != TypeId::of::<T>() {
             return Err(Error::codec(
                 "object",
-                format!(
-                    "element {} has type {}, not {} ({})",
-                    self.key,
-                    self.ty,
-                    TypeId::of::<T>(),
-                    T::FULL_NAME
-                ),
+                format!("element {} has type {}, not {} ({})", self.key, self.ty, TypeId::of::<T>(), T::FULL_NAME),
             ));
         }
         T::decode(self.value.as_ref()).map_err(|e| Error::codec("object", e))
@@ -200,12 +157,8 @@ pub(crate) fn child_keys(registry: &Registry, ty: TypeId, value: &[u8]) -> Resul
     let info = registry.require(ty)?;
     let mut keys: Vec<Key> = Vec::new();
     wire::scan(value, registry.plans(), info.plan, &mut |link| {
-        let key = Key::from_slice(link.key).ok_or_else(|| {
-            Error::codec(
-                "link",
-                format!("a link key has 20 or 32 bytes, not {}", link.key.len()),
-            )
-        })?;
+        let key = Key::from_slice(link.key)
+            .ok_or_else(|| Error::codec("link", format!("a link key has 20 or 32 bytes, not {}", link.key.len())))?;
         if !keys.contains(&key) {
             keys.push(key);
         }

@@ -58,9 +58,7 @@ pub enum Error {
     #[error("object {0} is read only (detached head or view); check out a branch to edit")]
     ReadOnly(String),
     /// Linking an object into its own subgraph.
-    #[error(
-        "linking {child} under {parent} would make a cycle: the object graph must stay acyclic"
-    )]
+    #[error("linking {child} under {parent} would make a cycle: the object graph must stay acyclic")]
     Cycle {
         /// The object that would get the link.
         parent: String,
@@ -91,10 +89,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn codec(what: &'static str, reason: impl ToString) -> Error {
-        Error::Codec {
-            what,
-            reason: reason.to_string(),
-        }
+        Error::Codec { what, reason: reason.to_string() }
     }
 
     pub(crate) fn state(msg: impl Into<String>) -> Error {

@@ -77,9 +77,7 @@ impl std::str::FromStr for HashAlgorithm {
         match s {
             "sha1" => Ok(HashAlgorithm::Sha1),
             "blake3" => Ok(HashAlgorithm::Blake3),
-            other => Err(format!(
-                "unknown hash algorithm {other:?}: expected \"sha1\" or \"blake3\""
-            )),
+            other => Err(format!("unknown hash algorithm {other:?}: expected \"sha1\" or \"blake3\"")),
         }
     }
 }
@@ -107,10 +105,7 @@ impl Key {
         HashAlgorithm::for_key_len(raw.len())?;
         let mut bytes = [0u8; 32];
         bytes[..raw.len()].copy_from_slice(raw);
-        Some(Key {
-            len: raw.len() as u8,
-            bytes,
-        })
+        Some(Key { len: raw.len() as u8, bytes })
     }
 
     /// A key from hexadecimal (either case).
@@ -118,10 +113,8 @@ impl Key {
         if hex.len() % 2 != 0 {
             return None;
         }
-        let raw: Option<Vec<u8>> = (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-            .collect();
+        let raw: Option<Vec<u8>> =
+            (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect();
         Key::from_slice(&raw?)
     }
 

@@ -27,9 +27,7 @@ pub use elements::Elements;
 pub use error::{Error, Result};
 pub use key::{HashAlgorithm, Key};
 pub use merge::{Change, ChangeKind, Conflict, MergePolicy, Side};
-pub use repository::{
-    Branch, Checkout, Current, MASTER as MASTER_BRANCH, MergeOutcome, Repository, Status,
-};
+pub use repository::{Branch, Checkout, Current, MASTER as MASTER_BRANCH, MergeOutcome, Repository, Status};
 pub use types::{Registry, TypeId, TypeInfo};
 pub use workspace::ObjectId;
 

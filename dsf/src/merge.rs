@@ -13,9 +13,7 @@
 use std::collections::HashMap;
 
 use prost::Message as _;
-use prost_reflect::{
-    DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage as _, Value,
-};
+use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage as _, Value};
 
 use crate::element::{Element, child_keys};
 use crate::elements::Elements;
@@ -46,9 +44,7 @@ impl std::str::FromStr for MergePolicy {
             "ours" => Ok(MergePolicy::Ours),
             "theirs" => Ok(MergePolicy::Theirs),
             "newest" => Ok(MergePolicy::Newest),
-            other => Err(format!(
-                "unknown merge policy {other:?}: expected manual, ours, theirs or newest"
-            )),
+            other => Err(format!("unknown merge policy {other:?}: expected manual, ours, theirs or newest")),
         }
     }
 }
@@ -138,11 +134,7 @@ pub fn merge_graphs(
     let root = m.object(base, ours, theirs, "root")?;
     let mut new = m.new;
     let new_elements = m.order.iter().filter_map(|k| new.remove(k)).collect();
-    Ok(MergeResult {
-        root,
-        new_elements,
-        conflicts: m.conflicts,
-    })
+    Ok(MergeResult { root, new_elements, conflicts: m.conflicts })
 }
 
 struct Merger<'a> {
@@ -159,16 +151,12 @@ struct Merger<'a> {
 
 impl Merger<'_> {
     fn element(&self, key: Key) -> Result<&Element> {
-        self.new
-            .get(&key)
-            .or_else(|| self.elements.get(&key))
-            .ok_or(Error::MissingElement { key })
+        self.new.get(&key).or_else(|| self.elements.get(&key)).ok_or(Error::MissingElement { key })
     }
 
     fn decode(&self, e: &Element) -> Result<DynamicMessage> {
         let info = self.registry.require(e.ty())?;
-        DynamicMessage::decode(info.descriptor.clone(), e.value().as_ref())
-            .map_err(|err| Error::codec("object", err))
+        DynamicMessage::decode(info.descriptor.clone(), e.value().as_ref()).map_err(|err| Error::codec("object", err))
     }
 
     fn take_theirs(&self) -> bool {
@@ -192,11 +180,7 @@ impl Merger<'_> {
             base,
             ours: ours.0,
             theirs: theirs.0,
-            taken: if take_theirs {
-                Side::Theirs
-            } else {
-                Side::Ours
-            },
+            taken: if take_theirs { Side::Theirs } else { Side::Ours },
         });
         if take_theirs { theirs.1 } else { ours.1 }
     }
@@ -252,20 +236,12 @@ impl Merger<'_> {
     ) -> Result<DynamicMessage> {
         let mut out = ours.clone();
         for field in desc.fields() {
-            let (b, o, t) = (
-                present(base, &field),
-                present(Some(ours), &field),
-                present(Some(theirs), &field),
-            );
+            let (b, o, t) = (present(base, &field), present(Some(ours), &field), present(Some(theirs), &field));
             if o == t || b == t {
                 continue;
             }
             let fpath = format!("{path}.{}", field.name());
-            let merged = if b == o {
-                t
-            } else {
-                self.field(&field, b, o, t, &fpath)?
-            };
+            let merged = if b == o { t } else { self.field(&field, b, o, t, &fpath)? };
             match merged {
                 Some(v) => out.set_field(&field, v),
                 None => out.clear_field(&field),
@@ -291,58 +267,26 @@ impl Merger<'_> {
         }
         if field.is_list() {
             let empty = Vec::new();
-            let (lo, lt) = (
-                ov.as_list().unwrap_or(&empty),
-                tv.as_list().unwrap_or(&empty),
-            );
+            let (lo, lt) = (ov.as_list().unwrap_or(&empty), tv.as_list().unwrap_or(&empty));
             let lb = b.as_ref().and_then(|v| v.as_list()).unwrap_or(&empty);
             if lo.len() != lt.len() || lb.len() != lo.len() {
                 return Ok(self.whole(path, b, o, t));
             }
             let mut items = Vec::with_capacity(lo.len());
             for i in 0..lo.len() {
-                items.push(self.single(
-                    &field.kind(),
-                    Some(&lb[i]),
-                    &lo[i],
-                    &lt[i],
-                    &format!("{path}[{i}]"),
-                )?);
+                items.push(self.single(&field.kind(), Some(&lb[i]), &lo[i], &lt[i], &format!("{path}[{i}]"))?);
             }
             return Ok(Some(Value::List(items)));
         }
-        Ok(Some(self.single(
-            &field.kind(),
-            b.as_ref(),
-            ov,
-            tv,
-            path,
-        )?))
+        Ok(Some(self.single(&field.kind(), b.as_ref(), ov, tv, path)?))
     }
 
-    fn whole(
-        &mut self,
-        path: &str,
-        b: Option<Value>,
-        o: Option<Value>,
-        t: Option<Value>,
-    ) -> Option<Value> {
-        let (bs, os, ts) = (
-            b.as_ref().map(render),
-            o.as_ref().map(render),
-            t.as_ref().map(render),
-        );
+    fn whole(&mut self, path: &str, b: Option<Value>, o: Option<Value>, t: Option<Value>) -> Option<Value> {
+        let (bs, os, ts) = (b.as_ref().map(render), o.as_ref().map(render), t.as_ref().map(render));
         self.conflict(path, bs, (os, o), (ts, t))
     }
 
-    fn single(
-        &mut self,
-        kind: &Kind,
-        b: Option<&Value>,
-        o: &Value,
-        t: &Value,
-        path: &str,
-    ) -> Result<Value> {
+    fn single(&mut self, kind: &Kind, b: Option<&Value>, o: &Value, t: &Value, path: &str) -> Result<Value> {
         if o == t || b == Some(t) {
             return Ok(o.clone());
         }
@@ -353,19 +297,11 @@ impl Merger<'_> {
             Kind::Message(md) if md.full_name() == CASREF_NAME => {
                 let (ol, tl) = (link_of(o)?, link_of(t)?);
                 if ol.1 != tl.1 {
-                    let c = self.conflict(
-                        path,
-                        b.map(render),
-                        (Some(render(o)), o.clone()),
-                        (Some(render(t)), t.clone()),
-                    );
+                    let c =
+                        self.conflict(path, b.map(render), (Some(render(o)), o.clone()), (Some(render(t)), t.clone()));
                     return Ok(c);
                 }
-                let bk = b
-                    .map(link_of)
-                    .transpose()?
-                    .filter(|l| l.1 == ol.1)
-                    .map(|l| l.0);
+                let bk = b.map(link_of).transpose()?.filter(|l| l.1 == ol.1).map(|l| l.0);
                 let merged = self.object(bk, ol.0, tl.0, path)?;
                 let isleaf = self.element(merged)?.is_leaf();
                 let mut out = o.as_message().expect("link is a message").clone();
@@ -374,19 +310,11 @@ impl Merger<'_> {
                 Ok(Value::Message(out))
             }
             Kind::Message(md) => {
-                let (om, tm) = (
-                    o.as_message().expect("message"),
-                    t.as_message().expect("message"),
-                );
+                let (om, tm) = (o.as_message().expect("message"), t.as_message().expect("message"));
                 let bm = b.and_then(|v| v.as_message());
                 Ok(Value::Message(self.message(md, bm, om, tm, path)?))
             }
-            _ => Ok(self.conflict(
-                path,
-                b.map(render),
-                (Some(render(o)), o.clone()),
-                (Some(render(t)), t.clone()),
-            )),
+            _ => Ok(self.conflict(path, b.map(render), (Some(render(o)), o.clone()), (Some(render(t)), t.clone()))),
         }
     }
 }
@@ -399,21 +327,14 @@ fn present(msg: Option<&DynamicMessage>, field: &FieldDescriptor) -> Option<Valu
 
 /// The key and type of a `CASRef` value.
 fn link_of(v: &Value) -> Result<(Key, TypeId)> {
-    let m = v
-        .as_message()
-        .ok_or_else(|| Error::codec("link", "not a message"))?;
-    let key = m
-        .get_field_by_number(1)
-        .and_then(|k| k.as_bytes().and_then(|b| Key::from_slice(b)));
+    let m = v.as_message().ok_or_else(|| Error::codec("link", "not a message"))?;
+    let key = m.get_field_by_number(1).and_then(|k| k.as_bytes().and_then(|b| Key::from_slice(b)));
     let key = key.ok_or_else(|| Error::codec("link", "a link without a valid key"))?;
     let ty = m
         .get_field_by_number(2)
         .and_then(|t| {
             let t = t.as_message()?;
-            Some(TypeId::new(
-                t.get_field_by_number(1)?.as_i32()?,
-                t.get_field_by_number(2)?.as_i32()?,
-            ))
+            Some(TypeId::new(t.get_field_by_number(1)?.as_i32()?, t.get_field_by_number(2)?.as_i32()?))
         })
         .ok_or_else(|| Error::codec("link", "a link without a type"))?;
     Ok((key, ty))
@@ -423,10 +344,7 @@ fn link_of(v: &Value) -> Result<(Key, TypeId)> {
 pub fn render(v: &Value) -> String {
     let s = match v {
         Value::String(s) => format!("{s:?}"),
-        Value::Bytes(b) => format!(
-            "0x{}",
-            b.iter().map(|x| format!("{x:02X}")).collect::<String>()
-        ),
+        Value::Bytes(b) => format!("0x{}", b.iter().map(|x| format!("{x:02X}")).collect::<String>()),
         Value::Bool(x) => x.to_string(),
         Value::I32(x) => x.to_string(),
         Value::I64(x) => x.to_string(),
@@ -440,32 +358,15 @@ pub fn render(v: &Value) -> String {
             Err(_) => "invalid link".to_owned(),
         },
         Value::Message(m) => format!("{m:?}"),
-        Value::List(items) => format!(
-            "[{}]",
-            items.iter().map(render).collect::<Vec<_>>().join(", ")
-        ),
+        Value::List(items) => format!("[{}]", items.iter().map(render).collect::<Vec<_>>().join(", ")),
         Value::Map(m) => format!("map of {} entries", m.len()),
     };
-    if s.chars().count() > 120 {
-        format!("{}…", s.chars().take(120).collect::<String>())
-    } else {
-        s
-    }
+    if s.chars().count() > 120 { format!("{}…", s.chars().take(120).collect::<String>()) } else { s }
 }
 
 /// The field-level differences between the graphs rooted at `from` and `to`.
-pub fn diff_graphs(
-    registry: &Registry,
-    elements: &Elements,
-    from: Key,
-    to: Key,
-) -> Result<Vec<Change>> {
-    let mut d = Differ {
-        registry,
-        elements,
-        out: Vec::new(),
-        seen: std::collections::HashSet::new(),
-    };
+pub fn diff_graphs(registry: &Registry, elements: &Elements, from: Key, to: Key) -> Result<Vec<Change>> {
+    let mut d = Differ { registry, elements, out: Vec::new(), seen: std::collections::HashSet::new() };
     d.object(from, to, "root")?;
     Ok(d.out)
 }
@@ -482,14 +383,8 @@ impl Differ<'_> {
         if a == b || !self.seen.insert((a, b)) {
             return Ok(());
         }
-        let ea = self
-            .elements
-            .get(&a)
-            .ok_or(Error::MissingElement { key: a })?;
-        let eb = self
-            .elements
-            .get(&b)
-            .ok_or(Error::MissingElement { key: b })?;
+        let ea = self.elements.get(&a).ok_or(Error::MissingElement { key: a })?;
+        let eb = self.elements.get(&b).ok_or(Error::MissingElement { key: b })?;
         if ea.ty() != eb.ty() {
             self.push(
                 path,
@@ -501,35 +396,17 @@ impl Differ<'_> {
         }
         let desc = self.registry.require(ea.ty())?.descriptor.clone();
         let decode = |e: &Element| {
-            DynamicMessage::decode(desc.clone(), e.value().as_ref())
-                .map_err(|err| Error::codec("object", err))
+            DynamicMessage::decode(desc.clone(), e.value().as_ref()).map_err(|err| Error::codec("object", err))
         };
         let (ma, mb) = (decode(ea)?, decode(eb)?);
         self.message(&desc, &ma, &mb, path)
     }
 
-    fn push(
-        &mut self,
-        path: &str,
-        kind: ChangeKind,
-        before: Option<String>,
-        after: Option<String>,
-    ) {
-        self.out.push(Change {
-            path: path.to_owned(),
-            kind,
-            before,
-            after,
-        });
+    fn push(&mut self, path: &str, kind: ChangeKind, before: Option<String>, after: Option<String>) {
+        self.out.push(Change { path: path.to_owned(), kind, before, after });
     }
 
-    fn message(
-        &mut self,
-        desc: &MessageDescriptor,
-        a: &DynamicMessage,
-        b: &DynamicMessage,
-        path: &str,
-    ) -> Result<()> {
+    fn message(&mut self, desc: &MessageDescriptor, a: &DynamicMessage, b: &DynamicMessage, path: &str) -> Result<()> {
         for field in desc.fields() {
             let (va, vb) = (present(Some(a), &field), present(Some(b), &field));
             if va == vb {
@@ -544,28 +421,13 @@ impl Differ<'_> {
                         let (la, lb) = (va.as_list().unwrap_or(&[]), vb.as_list().unwrap_or(&[]));
                         if la.len() == lb.len() {
                             for i in 0..la.len() {
-                                self.value(
-                                    &field.kind(),
-                                    &la[i],
-                                    &lb[i],
-                                    &format!("{fpath}[{i}]"),
-                                )?;
+                                self.value(&field.kind(), &la[i], &lb[i], &format!("{fpath}[{i}]"))?;
                             }
                         } else {
-                            self.push(
-                                &fpath,
-                                ChangeKind::Modified,
-                                Some(render(&va)),
-                                Some(render(&vb)),
-                            );
+                            self.push(&fpath, ChangeKind::Modified, Some(render(&va)), Some(render(&vb)));
                         }
                     } else if field.is_map() {
-                        self.push(
-                            &fpath,
-                            ChangeKind::Modified,
-                            Some(render(&va)),
-                            Some(render(&vb)),
-                        );
+                        self.push(&fpath, ChangeKind::Modified, Some(render(&va)), Some(render(&vb)));
                     } else {
                         self.value(&field.kind(), &va, &vb, &fpath)?;
                     }
@@ -589,10 +451,7 @@ impl Differ<'_> {
                 self.push(path, ChangeKind::Modified, Some(render(a)), Some(render(b)));
             }
             Kind::Message(md) => {
-                let (ma, mb) = (
-                    a.as_message().expect("message"),
-                    b.as_message().expect("message"),
-                );
+                let (ma, mb) = (a.as_message().expect("message"), b.as_message().expect("message"));
                 self.message(md, ma, mb, path)?;
             }
             _ => self.push(path, ChangeKind::Modified, Some(render(a)), Some(render(b))),

@@ -63,13 +63,7 @@ pub struct Checkout {
 impl Checkout {
     /// The head of a branch (nickname or key).
     pub fn branch(name: impl Into<String>) -> Checkout {
-        Checkout {
-            branch: name.into(),
-            commit: None,
-            older_than: None,
-            excluded_types: None,
-            auto_merge: true,
-        }
+        Checkout { branch: name.into(), commit: None, older_than: None, excluded_types: None, auto_merge: true }
     }
 
     /// A commit in the branch's history instead of its head (a detached, read-only checkout).
@@ -135,10 +129,7 @@ pub struct Repository {
 
 /// Seconds since the Unix epoch, as ION dates commits.
 pub fn now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 fn new_branch_key() -> String {
@@ -151,11 +142,7 @@ impl Repository {
     /// A new, empty repository with a fresh key (an uppercase UUID), SHA-1 keys, and branch
     /// `master` with no commits.
     pub fn new(registry: Registry) -> Repository {
-        Repository::with_key(
-            registry,
-            uuid::Uuid::new_v4().to_string().to_uppercase(),
-            HashAlgorithm::Sha1,
-        )
+        Repository::with_key(registry, uuid::Uuid::new_v4().to_string().to_uppercase(), HashAlgorithm::Sha1)
     }
 
     /// A new, empty repository with a given key and hash algorithm.
@@ -170,10 +157,7 @@ impl Repository {
             registry,
             elements: Elements::default(),
             commits: HashMap::new(),
-            branches: vec![Branch {
-                key: master.clone(),
-                heads: Vec::new(),
-            }],
+            branches: vec![Branch { key: master.clone(), heads: Vec::new() }],
             nicknames,
             current: Some(Current::Branch(master)),
             default_excluded: vec![TypeId::ARRAY_STRUCTURE],
@@ -266,18 +250,13 @@ impl Repository {
 
     /// Creates a new object from a generated message; it is modified until committed.
     pub fn create<T: Identified>(&mut self, obj: &T) -> Result<ObjectId> {
-        self.ws.create(
-            &self.elements,
-            TypeId::of::<T>(),
-            obj.encode_to_vec().into(),
-        )
+        self.ws.create(&self.elements, TypeId::of::<T>(), obj.encode_to_vec().into())
     }
 
     /// Creates a new object from a dynamic message of a registered type.
     pub fn create_dynamic(&mut self, msg: &DynamicMessage) -> Result<ObjectId> {
         let ty = self.type_of_descriptor(msg)?;
-        self.ws
-            .create(&self.elements, ty, msg.encode_to_vec().into())
+        self.ws.create(&self.elements, ty, msg.encode_to_vec().into())
     }
 
     /// Creates a new object of `ty` from its encoded bytes.
@@ -287,9 +266,7 @@ impl Repository {
 
     fn type_of_descriptor(&self, msg: &DynamicMessage) -> Result<TypeId> {
         let name = msg.descriptor().full_name().to_owned();
-        self.registry
-            .by_name(&name)
-            .ok_or_else(|| Error::Registry(format!("{name} is not a registered object type")))
+        self.registry.by_name(&name).ok_or_else(|| Error::Registry(format!("{name} is not a registered object type")))
     }
 
     /// Reads an object as a generated message. Its links hold keys, or workspace placeholders
@@ -299,11 +276,7 @@ impl Repository {
         if ty != TypeId::of::<T>() {
             return Err(Error::codec(
                 "object",
-                format!(
-                    "object {id} has type {ty}, not {} ({})",
-                    TypeId::of::<T>(),
-                    T::FULL_NAME
-                ),
+                format!("object {id} has type {ty}, not {} ({})", TypeId::of::<T>(), T::FULL_NAME),
             ));
         }
         T::decode(self.ws.value(id)?.as_ref()).map_err(|e| Error::codec("object", e))
@@ -320,13 +293,9 @@ impl Repository {
     pub fn set<T: Identified>(&mut self, id: ObjectId, obj: &T) -> Result<()> {
         let ty = self.ws.ty(id)?;
         if ty != TypeId::of::<T>() {
-            return Err(Error::codec(
-                "object",
-                format!("object {id} has type {ty}, not {}", TypeId::of::<T>()),
-            ));
+            return Err(Error::codec("object", format!("object {id} has type {ty}, not {}", TypeId::of::<T>())));
         }
-        self.ws
-            .replace(&self.elements, id, obj.encode_to_vec().into())
+        self.ws.replace(&self.elements, id, obj.encode_to_vec().into())
     }
 
     /// Edits an object through its generated message.
@@ -337,28 +306,16 @@ impl Repository {
     }
 
     /// Edits an object as a dynamic message.
-    pub fn update_dynamic(
-        &mut self,
-        id: ObjectId,
-        edit: impl FnOnce(&mut DynamicMessage),
-    ) -> Result<()> {
+    pub fn update_dynamic(&mut self, id: ObjectId, edit: impl FnOnce(&mut DynamicMessage)) -> Result<()> {
         let mut msg = self.get_dynamic(id)?;
         edit(&mut msg);
-        self.ws
-            .replace(&self.elements, id, msg.encode_to_vec().into())
+        self.ws.replace(&self.elements, id, msg.encode_to_vec().into())
     }
 
     /// The `CASRef` that links to `id`: assign it to a link field of another object.
     pub fn link(&self, id: ObjectId) -> Result<CasRef> {
         let (key, ty, isleaf) = self.ws.link_parts(id)?;
-        Ok(CasRef {
-            key,
-            r#type: GpbType {
-                object_id: ty.object_id,
-                version: ty.version,
-            },
-            isleaf,
-        })
+        Ok(CasRef { key, r#type: GpbType { object_id: ty.object_id, version: ty.version }, isleaf })
     }
 
     /// The object a link points at, if it is loaded.
@@ -371,11 +328,7 @@ impl Repository {
         self.ws.load(&self.elements, key)
     }
 
-    pub(crate) fn adopt_with_exclusions(
-        &mut self,
-        key: Key,
-        excluded: &[TypeId],
-    ) -> Result<ObjectId> {
+    pub(crate) fn adopt_with_exclusions(&mut self, key: Key, excluded: &[TypeId]) -> Result<ObjectId> {
         self.ws.excluded = excluded.to_vec();
         self.ws.load(&self.elements, key)
     }
@@ -384,15 +337,10 @@ impl Repository {
     /// one and loads it. The source object must be unmodified.
     pub fn import_from(&mut self, other: &Repository, id: ObjectId) -> Result<ObjectId> {
         let key = other.ws.key(id)?.ok_or_else(|| {
-            Error::state(format!(
-                "object {id} is modified in its repository: commit it before copying"
-            ))
+            Error::state(format!("object {id} is modified in its repository: commit it before copying"))
         })?;
         let keys = other.elements.reachable(&[key], &[]);
-        let copied: Vec<Element> = keys
-            .iter()
-            .filter_map(|k| other.elements.get(k).cloned())
-            .collect();
+        let copied: Vec<Element> = keys.iter().filter_map(|k| other.elements.get(k).cloned()).collect();
         self.add_elements(copied)?;
         self.adopt(key)
     }
@@ -448,10 +396,7 @@ impl Repository {
         if let Some(k) = self.nicknames.get(name) {
             return Some(k.clone());
         }
-        self.branches
-            .iter()
-            .find(|b| b.key == name)
-            .map(|b| b.key.clone())
+        self.branches.iter().find(|b| b.key == name).map(|b| b.key.clone())
     }
 
     /// A branch by nickname or key.
@@ -461,10 +406,7 @@ impl Repository {
     }
 
     fn branch_mut(&mut self, key: &str) -> &mut Branch {
-        self.branches
-            .iter_mut()
-            .find(|b| b.key == key)
-            .expect("branch keys are resolved first")
+        self.branches.iter_mut().find(|b| b.key == key).expect("branch keys are resolved first")
     }
 
     /// Every branch.
@@ -495,14 +437,9 @@ impl Repository {
         }
         let heads = match &self.current {
             Some(Current::Branch(k)) => {
-                let heads = self
-                    .get_branch(k)
-                    .map(|b| b.heads.clone())
-                    .unwrap_or_default();
+                let heads = self.get_branch(k).map(|b| b.heads.clone()).unwrap_or_default();
                 if heads.is_empty() {
-                    return Err(Error::state(
-                        "the current branch is empty: commit before branching",
-                    ));
+                    return Err(Error::state("the current branch is empty: commit before branching"));
                 }
                 heads
             }
@@ -510,10 +447,7 @@ impl Repository {
             None => return Err(Error::state("no current branch or commit to branch from")),
         };
         let key = new_branch_key();
-        self.branches.push(Branch {
-            key: key.clone(),
-            heads,
-        });
+        self.branches.push(Branch { key: key.clone(), heads });
         if let Some(n) = nickname {
             self.nicknames.insert(n.to_owned(), key.clone());
         }
@@ -524,11 +458,7 @@ impl Repository {
 
     /// Removes a branch (by nickname or key) and the nicknames that name it.
     pub fn remove_branch(&mut self, name: &str) -> Result<()> {
-        let key = self
-            .branch_key_of(name)
-            .ok_or_else(|| Error::UnknownBranch {
-                name: name.to_owned(),
-            })?;
+        let key = self.branch_key_of(name).ok_or_else(|| Error::UnknownBranch { name: name.to_owned() })?;
         self.branches.retain(|b| b.key != key);
         self.nicknames.retain(|_, k| *k != key);
         if self.current == Some(Current::Branch(key)) {
@@ -539,11 +469,7 @@ impl Repository {
 
     /// Gives a branch a nickname.
     pub fn set_nickname(&mut self, nickname: &str, branch: &str) -> Result<()> {
-        let key = self
-            .branch_key_of(branch)
-            .ok_or_else(|| Error::UnknownBranch {
-                name: branch.to_owned(),
-            })?;
+        let key = self.branch_key_of(branch).ok_or_else(|| Error::UnknownBranch { name: branch.to_owned() })?;
         self.nicknames.insert(nickname.to_owned(), key);
         Ok(())
     }
@@ -566,16 +492,11 @@ impl Repository {
         match &self.current {
             Some(Current::Detached(k)) => Ok(Some(*k)),
             Some(Current::Branch(b)) => {
-                let heads = &self
-                    .get_branch(b)
-                    .ok_or_else(|| Error::UnknownBranch { name: b.clone() })?
-                    .heads;
+                let heads = &self.get_branch(b).ok_or_else(|| Error::UnknownBranch { name: b.clone() })?.heads;
                 match heads.len() {
                     0 => Ok(None),
                     1 => Ok(Some(heads[0])),
-                    n => Err(Error::state(format!(
-                        "branch {b} has {n} divergent heads: check it out to merge them"
-                    ))),
+                    n => Err(Error::state(format!("branch {b} has {n} divergent heads: check it out to merge them"))),
                 }
             }
             None => Err(Error::state("no current branch")),
@@ -592,9 +513,7 @@ impl Repository {
     /// Commits the workspace with an explicit date (seconds since the epoch).
     pub fn commit_at(&mut self, comment: &str, date: f64) -> Result<Key> {
         if self.ws.root().is_none() {
-            return Err(Error::state(
-                "nothing to commit: the workspace has no root object (set_root)",
-            ));
+            return Err(Error::state("nothing to commit: the workspace has no root object (set_root)"));
         }
         if !self.conflicts.is_empty() {
             return Err(Error::Merge(format!(
@@ -606,62 +525,29 @@ impl Repository {
         let branch = match &self.current {
             Some(Current::Branch(b)) => b.clone(),
             Some(Current::Detached(k)) => {
-                return Err(Error::ReadOnly(format!(
-                    "the workspace is a detached checkout of {k}; branch to commit"
-                )));
+                return Err(Error::ReadOnly(format!("the workspace is a detached checkout of {k}; branch to commit")));
             }
             None => {
-                return Err(Error::state(
-                    "no current branch: check out a branch to commit",
-                ));
+                return Err(Error::state("no current branch: check out a branch to commit"));
             }
         };
-        let heads = self
-            .get_branch(&branch)
-            .ok_or_else(|| Error::UnknownBranch {
-                name: branch.clone(),
-            })?
-            .heads
-            .clone();
+        let heads =
+            self.get_branch(&branch).ok_or_else(|| Error::UnknownBranch { name: branch.clone() })?.heads.clone();
         if heads.len() > 1 && !heads[1..].iter().all(|h| self.pending_merge.contains(h)) {
             return Err(Error::state(format!(
                 "branch {branch} has {} divergent heads: check it out to merge them first",
                 heads.len()
             )));
         }
-        let (root_key, root_ty, root_leaf) = self
-            .ws
-            .commit(&mut self.elements, self.alg)?
-            .expect("root checked above");
-        let mut parents: Vec<Parent> = heads
-            .first()
-            .map(|&h| Parent {
-                relationship: Relationship::Parent,
-                commit: h,
-            })
-            .into_iter()
-            .collect();
+        let (root_key, root_ty, root_leaf) = self.ws.commit(&mut self.elements, self.alg)?.expect("root checked above");
+        let mut parents: Vec<Parent> =
+            heads.first().map(|&h| Parent { relationship: Relationship::Parent, commit: h }).into_iter().collect();
         for m in &self.pending_merge {
-            parents.push(Parent {
-                relationship: Relationship::MergedFrom,
-                commit: *m,
-            });
+            parents.push(Parent { relationship: Relationship::MergedFrom, commit: *m });
         }
         let seed = heads.is_empty().then_some(self.key.as_str());
-        let root = ObjectRef {
-            key: root_key,
-            ty: root_ty,
-            isleaf: root_leaf,
-        };
-        let element = Commit::build(
-            self.alg,
-            &self.registry,
-            comment,
-            date,
-            &parents,
-            Some(root),
-            seed,
-        )?;
+        let root = ObjectRef { key: root_key, ty: root_ty, isleaf: root_leaf };
+        let element = Commit::build(self.alg, &self.registry, comment, date, &parents, Some(root), seed)?;
         let key = element.key();
         self.add_elements([element])?;
         self.branch_mut(&branch).heads = vec![key];
@@ -676,38 +562,21 @@ impl Repository {
     /// date. Every object handle from before is invalidated.
     pub fn checkout(&mut self, how: Checkout) -> Result<()> {
         if self.status() == Status::Modified {
-            return Err(Error::state(
-                "cannot check out while the workspace is dirty: commit or reset first",
-            ));
+            return Err(Error::state("cannot check out while the workspace is dirty: commit or reset first"));
         }
         if how.commit.is_some() && how.older_than.is_some() {
             return Err(Error::state("check out by commit or by date, not both"));
         }
-        let branch_key = self
-            .branch_key_of(&how.branch)
-            .ok_or_else(|| Error::UnknownBranch {
-                name: how.branch.clone(),
-            })?;
-        let heads = self
-            .get_branch(&branch_key)
-            .expect("resolved")
-            .heads
-            .clone();
+        let branch_key =
+            self.branch_key_of(&how.branch).ok_or_else(|| Error::UnknownBranch { name: how.branch.clone() })?;
+        let heads = self.get_branch(&branch_key).expect("resolved").heads.clone();
         if heads.is_empty() {
-            return Err(Error::state(format!(
-                "branch {:?} has no commits to check out",
-                how.branch
-            )));
+            return Err(Error::state(format!("branch {:?} has no commits to check out", how.branch)));
         }
-        let excluded = how
-            .excluded_types
-            .unwrap_or_else(|| self.default_excluded.clone());
+        let excluded = how.excluded_types.unwrap_or_else(|| self.default_excluded.clone());
         let (commit, current, pending) = if let Some(target) = how.commit {
             if !self.ancestry(&heads).contains(&target) {
-                return Err(Error::UnknownCommit {
-                    key: target,
-                    branch: how.branch,
-                });
+                return Err(Error::UnknownCommit { key: target, branch: how.branch });
             }
             (target, Current::Detached(target), Vec::new())
         } else if let Some(date) = how.older_than {
@@ -719,10 +588,7 @@ impl Repository {
                 .max_by(|a, b| a.date.total_cmp(&b.date))
                 .map(|c| c.key)
                 .ok_or_else(|| {
-                    Error::state(format!(
-                        "branch {:?} has no commit dated at or before {date}",
-                        how.branch
-                    ))
+                    Error::state(format!("branch {:?} has no commit dated at or before {date}", how.branch))
                 })?;
             (found, Current::Detached(found), Vec::new())
         } else if heads.len() == 1 {
@@ -748,10 +614,7 @@ impl Repository {
             .root
             .ok_or_else(|| Error::state(format!("commit {commit} has no root object")))?;
         if excluded.contains(&root.ty) {
-            return Err(Error::state(format!(
-                "cannot exclude type {} of the root object",
-                root.ty
-            )));
+            return Err(Error::state(format!("cannot exclude type {} of the root object", root.ty)));
         }
         self.ws.clear();
         self.ws.excluded = excluded;
@@ -823,10 +686,7 @@ impl Repository {
         let Some((first, rest)) = commits.split_first() else {
             return Err(Error::state("common ancestor of no commits"));
         };
-        let others: Vec<HashSet<Key>> = rest
-            .iter()
-            .map(|c| self.ancestry(&[*c]).into_iter().collect())
-            .collect();
+        let others: Vec<HashSet<Key>> = rest.iter().map(|c| self.ancestry(&[*c]).into_iter().collect()).collect();
         self.ancestry(&[*first])
             .into_iter()
             .find(|k| others.iter().all(|s| s.contains(k)))
@@ -835,11 +695,7 @@ impl Repository {
 
     /// The first-parent history of every head of a branch, newest first, each commit once.
     pub fn log(&self, branch: &str) -> Result<Vec<&Commit>> {
-        let b = self
-            .get_branch(branch)
-            .ok_or_else(|| Error::UnknownBranch {
-                name: branch.to_owned(),
-            })?;
+        let b = self.get_branch(branch).ok_or_else(|| Error::UnknownBranch { name: branch.to_owned() })?;
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for &head in &b.heads {
@@ -859,15 +715,8 @@ impl Repository {
     /// Resolves `~N` (N first parents back), `^N` (the N-th parent, 1-based) and sequences of
     /// them, from the single head of `branch`.
     pub fn resolve_treeish(&self, treeish: &str, branch: &str) -> Result<Key> {
-        let fail = |reason: String| Error::Treeish {
-            treeish: treeish.to_owned(),
-            reason,
-        };
-        let b = self
-            .get_branch(branch)
-            .ok_or_else(|| Error::UnknownBranch {
-                name: branch.to_owned(),
-            })?;
+        let fail = |reason: String| Error::Treeish { treeish: treeish.to_owned(), reason };
+        let b = self.get_branch(branch).ok_or_else(|| Error::UnknownBranch { name: branch.to_owned() })?;
         let mut at = match b.heads.as_slice() {
             [] => return Err(fail(format!("branch {branch:?} has no commits"))),
             [h, ..] => *h,
@@ -884,26 +733,15 @@ impl Repository {
             let count: usize = if start == i {
                 1
             } else {
-                chars[start..i]
-                    .iter()
-                    .collect::<String>()
-                    .parse()
-                    .map_err(|_| fail("count too large".into()))?
+                chars[start..i].iter().collect::<String>().parse().map_err(|_| fail("count too large".into()))?
             };
-            let commit = |k: Key| {
-                self.commits
-                    .get(&k)
-                    .ok_or_else(|| fail(format!("commit {k} is not present")))
-            };
+            let commit = |k: Key| self.commits.get(&k).ok_or_else(|| fail(format!("commit {k} is not present")));
             match op {
                 '~' => {
                     for step in 0..count {
-                        at = commit(at)?.first_parent().ok_or_else(|| {
-                            fail(format!(
-                                "{at} has no parent ({} of {count} steps back)",
-                                step + 1
-                            ))
-                        })?;
+                        at = commit(at)?
+                            .first_parent()
+                            .ok_or_else(|| fail(format!("{at} has no parent ({} of {count} steps back)", step + 1)))?;
                     }
                 }
                 '^' => {
@@ -911,17 +749,14 @@ impl Repository {
                         continue;
                     }
                     let c = commit(at)?;
-                    at = c.parents.get(count - 1).map(|p| p.commit).ok_or_else(|| {
-                        fail(format!(
-                            "{at} has {} parent(s), not {count}",
-                            c.parents.len()
-                        ))
-                    })?;
+                    at = c
+                        .parents
+                        .get(count - 1)
+                        .map(|p| p.commit)
+                        .ok_or_else(|| fail(format!("{at} has {} parent(s), not {count}", c.parents.len())))?;
                 }
                 other => {
-                    return Err(fail(format!(
-                        "unexpected character {other:?}: use ~N and ^N"
-                    )));
+                    return Err(fail(format!("unexpected character {other:?}: use ~N and ^N")));
                 }
             }
         }
@@ -938,16 +773,9 @@ impl Repository {
             self.commit_info(*h)?;
         }
         if self.get_branch(branch_key).is_none() {
-            self.branches.push(Branch {
-                key: branch_key.to_owned(),
-                heads: Vec::new(),
-            });
+            self.branches.push(Branch { key: branch_key.to_owned(), heads: Vec::new() });
         }
-        let mut heads = self
-            .get_branch(branch_key)
-            .expect("just ensured")
-            .heads
-            .clone();
+        let mut heads = self.get_branch(branch_key).expect("just ensured").heads.clone();
         for &h in received {
             if heads.iter().any(|&l| self.is_ancestor(h, l)) {
                 continue;
@@ -962,17 +790,10 @@ impl Repository {
     /// ION's resolution of a diverged branch: the head with the newest date wins whole; one
     /// merge commit (PARENT the newest, MERGEDFROM the others) replaces the heads.
     pub fn merge_by_date(&mut self, branch: &str) -> Result<Key> {
-        let key = self
-            .branch_key_of(branch)
-            .ok_or_else(|| Error::UnknownBranch {
-                name: branch.to_owned(),
-            })?;
+        let key = self.branch_key_of(branch).ok_or_else(|| Error::UnknownBranch { name: branch.to_owned() })?;
         let heads = self.get_branch(&key).expect("resolved").heads.clone();
         if heads.len() < 2 {
-            return heads
-                .first()
-                .copied()
-                .ok_or_else(|| Error::state(format!("branch {branch:?} has no commits")));
+            return heads.first().copied().ok_or_else(|| Error::state(format!("branch {branch:?} has no commits")));
         }
         let mut newest = heads[0];
         for &h in &heads[1..] {
@@ -980,14 +801,13 @@ impl Repository {
                 newest = h;
             }
         }
-        let mut parents = vec![Parent {
-            relationship: Relationship::Parent,
-            commit: newest,
-        }];
-        parents.extend(heads.iter().filter(|&&h| h != newest).map(|&h| Parent {
-            relationship: Relationship::MergedFrom,
-            commit: h,
-        }));
+        let mut parents = vec![Parent { relationship: Relationship::Parent, commit: newest }];
+        parents.extend(
+            heads
+                .iter()
+                .filter(|&&h| h != newest)
+                .map(|&h| Parent { relationship: Relationship::MergedFrom, commit: h }),
+        );
         let root = self.commit_info(newest)?.root;
         let element = Commit::build(
             self.alg,
@@ -1035,9 +855,7 @@ impl Repository {
         let theirs = match Key::from_hex(other) {
             Some(k) if self.commits.contains_key(&k) => k,
             _ => {
-                let b = self.get_branch(other).ok_or_else(|| Error::UnknownBranch {
-                    name: other.to_owned(),
-                })?;
+                let b = self.get_branch(other).ok_or_else(|| Error::UnknownBranch { name: other.to_owned() })?;
                 match b.heads.as_slice() {
                     [h] => *h,
                     [] => return Err(Error::Merge(format!("branch {other:?} has no commits"))),
@@ -1055,17 +873,13 @@ impl Repository {
     /// Merges a commit into the current branch; see [`Repository::merge`].
     pub fn merge_commit(&mut self, theirs: Key, policy: MergePolicy) -> Result<MergeOutcome> {
         if self.status() != Status::UpToDate {
-            return Err(Error::Merge(
-                "the workspace must be checked out and clean to merge".into(),
-            ));
+            return Err(Error::Merge("the workspace must be checked out and clean to merge".into()));
         }
         let branch = self
             .current_branch_key()
             .ok_or_else(|| Error::Merge("a detached checkout cannot merge: branch first".into()))?
             .to_owned();
-        let ours = self
-            .commit_head()?
-            .ok_or_else(|| Error::Merge("the current branch has no commits".into()))?;
+        let ours = self.commit_head()?.ok_or_else(|| Error::Merge("the current branch has no commits".into()))?;
         self.commit_info(theirs)?;
         if self.is_ancestor(theirs, ours) {
             return Ok(MergeOutcome::UpToDate);
@@ -1102,14 +916,8 @@ impl Repository {
         let id = self.ws.load(&self.elements, result.root)?;
         self.ws.set_root(id)?;
         self.pending_merge = vec![theirs];
-        self.conflicts = if policy == MergePolicy::Manual {
-            result.conflicts.clone()
-        } else {
-            Vec::new()
-        };
-        Ok(MergeOutcome::Merged {
-            conflicts: result.conflicts,
-        })
+        self.conflicts = if policy == MergePolicy::Manual { result.conflicts.clone() } else { Vec::new() };
+        Ok(MergeOutcome::Merged { conflicts: result.conflicts })
     }
 
     /// The field-level differences between the root objects of two commits.

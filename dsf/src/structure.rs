@@ -43,10 +43,7 @@ impl Envelope {
     /// gives [`Error::Codec`] (or [`Error::Corrupt`] for a key mismatch), never a panic.
     pub fn decode(registry: &Registry, bytes: &[u8]) -> Result<Envelope> {
         let bad = |r: &str| {
-            Error::codec(
-                "structure",
-                format!("could not decode message content as a GPB container structure: {r}"),
-            )
+            Error::codec("structure", format!("could not decode message content as a GPB container structure: {r}"))
         };
         let mut pos = 0;
         let mut head = None;
@@ -65,13 +62,7 @@ impl Envelope {
                 .ok_or_else(|| bad("length runs past the end"))?;
             let se = SeParts::parse(&bytes[pos..end])?;
             pos = end;
-            let e = Element::from_parts(
-                registry,
-                se.key,
-                se.ty,
-                se.isleaf,
-                Bytes::copy_from_slice(se.value),
-            )?;
+            let e = Element::from_parts(registry, se.key, se.ty, se.isleaf, Bytes::copy_from_slice(se.value))?;
             if field == 1 {
                 head = Some(e);
             } else {
@@ -104,18 +95,12 @@ fn encode_structure<'a>(head: &Element, items: impl Iterator<Item = &'a Element>
 /// that is missing is an error unless its type is in `excluded`. The workspace must be clean.
 pub fn pack(repo: &Repository, excluded: &[TypeId]) -> Result<Vec<u8>> {
     if repo.status() == Status::Modified {
-        return Err(Error::state(
-            "commit the message repository before packing it",
-        ));
+        return Err(Error::state("commit the message repository before packing it"));
     }
-    let root = repo
-        .root()
-        .ok_or_else(|| Error::state("the message repository has no root object"))?;
+    let root = repo.root().ok_or_else(|| Error::state("the message repository has no root object"))?;
     let root_key = repo.object_key(root)?.expect("clean workspace has keys");
     let elements = repo.elements();
-    let head = elements
-        .get(&root_key)
-        .ok_or(Error::MissingElement { key: root_key })?;
+    let head = elements.get(&root_key).ok_or(Error::MissingElement { key: root_key })?;
     let mut items = Vec::new();
     let mut seen: HashSet<Key> = HashSet::from([root_key]);
     let mut stack = vec![head];
@@ -129,13 +114,9 @@ pub fn pack(repo: &Repository, excluded: &[TypeId]) -> Result<Vec<u8>> {
                     items.push(c);
                     stack.push(c);
                 }
-                None if child_type(repo.registry(), e, *child)?
-                    .is_some_and(|t| excluded.contains(&t)) => {}
+                None if child_type(repo.registry(), e, *child)?.is_some_and(|t| excluded.contains(&t)) => {}
                 None => {
-                    return Err(Error::codec(
-                        "structure",
-                        format!("hashed link {child} not found (and not excluded)"),
-                    ));
+                    return Err(Error::codec("structure", format!("hashed link {child} not found (and not excluded)")));
                 }
             }
         }
@@ -161,20 +142,14 @@ fn child_type(registry: &Registry, parent: &Element, child: Key) -> Result<Optio
 pub fn unpack(registry: &Registry, bytes: &[u8], excluded: &[TypeId]) -> Result<Repository> {
     let env = Envelope::decode(registry, bytes)?;
     let alg = env.head.key().algorithm();
-    let mut repo = Repository::with_key(
-        registry.clone(),
-        uuid::Uuid::new_v4().to_string().to_uppercase(),
-        alg,
-    );
+    let mut repo = Repository::with_key(registry.clone(), uuid::Uuid::new_v4().to_string().to_uppercase(), alg);
     repo.set_excluded_types(excluded.to_vec());
     let head_key = env.head.key();
     repo.add_elements(std::iter::once(env.head).chain(env.items.into_values()))?;
     let root = repo.adopt_with_exclusions(head_key, excluded)?;
     repo.set_root(root)?;
     repo.commit(UNPACK_COMMENT)?;
-    repo.checkout(
-        Checkout::branch(crate::repository::MASTER).excluded_types(excluded.iter().copied()),
-    )?;
+    repo.checkout(Checkout::branch(crate::repository::MASTER).excluded_types(excluded.iter().copied()))?;
     Ok(repo)
 }
 
@@ -189,11 +164,7 @@ pub fn unwrap(registry: &Registry, outer: &Element) -> Result<Element> {
     if outer.ty() != TypeId::STRUCTURE_ELEMENT {
         return Err(Error::codec(
             "wrapped element",
-            format!(
-                "element {} has type {}, not StructureElement",
-                outer.key(),
-                outer.ty()
-            ),
+            format!("element {} has type {}, not StructureElement", outer.key(), outer.ty()),
         ));
     }
     Element::decode(registry, outer.value())
@@ -201,12 +172,5 @@ pub fn unwrap(registry: &Registry, outer: &Element) -> Result<Element> {
 
 /// Elements of `keys` from `elements`, each wrapped; missing keys are an error.
 pub fn wrap_all(alg: HashAlgorithm, elements: &Elements, keys: &[Key]) -> Result<Vec<Element>> {
-    keys.iter()
-        .map(|k| {
-            elements
-                .get(k)
-                .map(|e| wrap(alg, e))
-                .ok_or(Error::MissingElement { key: *k })
-        })
-        .collect()
+    keys.iter().map(|k| elements.get(k).map(|e| wrap(alg, e)).ok_or(Error::MissingElement { key: *k })).collect()
 }

@@ -212,8 +212,7 @@ struct RegistryInner {
 impl Registry {
     /// The registry of every type in `dsf-proto`: ION's core, workbench, CDM and test types.
     pub fn builtin() -> Registry {
-        Registry::from_descriptor_sets(&[dsf_proto::DESCRIPTOR_SET])
-            .expect("built-in descriptors are valid")
+        Registry::from_descriptor_sets(&[dsf_proto::DESCRIPTOR_SET]).expect("built-in descriptors are valid")
     }
 
     /// A registry of the built-in types plus the types of an encoded `FileDescriptorSet`
@@ -239,14 +238,7 @@ impl Registry {
                 continue;
             };
             let plan = plans.build(&desc, &mut memo);
-            if let Some(previous) = by_id.insert(
-                id,
-                TypeInfo {
-                    id,
-                    descriptor: desc.clone(),
-                    plan,
-                },
-            ) {
+            if let Some(previous) = by_id.insert(id, TypeInfo { id, descriptor: desc.clone(), plan }) {
                 return Err(Error::Registry(format!(
                     "type id {id} is declared by both {} and {}",
                     previous.descriptor.full_name(),
@@ -256,14 +248,7 @@ impl Registry {
             by_name.insert(desc.full_name().to_owned(), id);
         }
         plans.prune();
-        Ok(Registry {
-            inner: Arc::new(RegistryInner {
-                pool,
-                by_id,
-                by_name,
-                plans,
-            }),
-        })
+        Ok(Registry { inner: Arc::new(RegistryInner { pool, by_id, by_name, plans }) })
     }
 
     /// What the registry knows of `ty`, if anything.
@@ -278,10 +263,7 @@ impl Registry {
 
     /// The type id of the message with this full name.
     pub fn by_name(&self, full_name: &str) -> Option<TypeId> {
-        self.inner
-            .by_name
-            .get(full_name.trim_start_matches('.'))
-            .copied()
+        self.inner.by_name.get(full_name.trim_start_matches('.')).copied()
     }
 
     /// Every registered type, ordered by id.
@@ -304,22 +286,13 @@ impl Registry {
 /// The `(object_id, version)` a message declares, `None` for helper messages without a
 /// `_MessageTypeIdentifier` (ION's pseudo id -99: never a link target).
 fn declared_type_id(desc: &MessageDescriptor) -> Result<Option<TypeId>> {
-    let Some(ident) = desc
-        .child_enums()
-        .find(|e| e.name() == "_MessageTypeIdentifier")
-    else {
+    let Some(ident) = desc.child_enums().find(|e| e.name() == "_MessageTypeIdentifier") else {
         return Ok(None);
     };
     let value = |name: &str| {
-        ident
-            .get_value_by_name(name)
-            .map(|v| v.number())
-            .ok_or_else(|| {
-                Error::Registry(format!(
-                    "{} declares _MessageTypeIdentifier without {name}",
-                    desc.full_name()
-                ))
-            })
+        ident.get_value_by_name(name).map(|v| v.number()).ok_or_else(|| {
+            Error::Registry(format!("{} declares _MessageTypeIdentifier without {name}", desc.full_name()))
+        })
     };
     let id = TypeId::new(value("_ID")?, value("_VERSION")?);
     if id.version != 1 {

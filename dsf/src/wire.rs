@@ -57,9 +57,7 @@ pub(crate) fn write_varint(out: &mut Vec<u8>, mut v: u64) {
 fn read_len<'a>(buf: &'a [u8], pos: &mut usize) -> Result<&'a [u8]> {
     let len = read_varint(buf, pos)?;
     let end = pos.checked_add(usize::try_from(len).map_err(|_| bad("length overflows"))?);
-    let end = end
-        .filter(|&e| e <= buf.len())
-        .ok_or_else(|| bad("length runs past the end"))?;
+    let end = end.filter(|&e| e <= buf.len()).ok_or_else(|| bad("length runs past the end"))?;
     let payload = &buf[*pos..end];
     *pos = end;
     Ok(payload)
@@ -161,10 +159,7 @@ pub(crate) fn encode_casref(out: &mut Vec<u8>, key: &[u8], ty: TypeId, isleaf: b
 
 fn plan_target(plans: &LinkPlans, plan: usize, field: u32) -> Option<Target> {
     let fields = &plans.plan(plan).fields;
-    fields
-        .binary_search_by_key(&field, |(n, _)| *n)
-        .ok()
-        .map(|i| fields[i].1)
+    fields.binary_search_by_key(&field, |(n, _)| *n).ok().map(|i| fields[i].1)
 }
 
 /// Calls `visit` for every link in `buf`, a message whose plan is `plan`, in wire order.
@@ -193,9 +188,7 @@ fn scan_at<'a>(
         let (field, wt) = read_tag(buf, &mut pos)?;
         match plan_target(plans, plan, field).filter(|_| has_links && wt == 2) {
             Some(Target::Link) => visit(parse_casref(read_len(buf, &mut pos)?)?)?,
-            Some(Target::Nested(inner)) => {
-                scan_at(read_len(buf, &mut pos)?, plans, inner, visit, depth + 1)?
-            }
+            Some(Target::Nested(inner)) => scan_at(read_len(buf, &mut pos)?, plans, inner, visit, depth + 1)?,
             None => skip(buf, &mut pos, wt, field, 0)?,
         }
     }

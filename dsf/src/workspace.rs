@@ -92,10 +92,7 @@ impl Workspace {
     }
 
     fn id(&self, index: u32) -> ObjectId {
-        ObjectId {
-            index,
-            generation: self.generation,
-        }
+        ObjectId { index, generation: self.generation }
     }
 
     /// The live node index of a handle, following forwards.
@@ -146,8 +143,7 @@ impl Workspace {
     }
 
     pub(crate) fn is_modified(&self) -> bool {
-        self.root
-            .is_some_and(|r| self.nodes[self.follow(r) as usize].key.is_none())
+        self.root.is_some_and(|r| self.nodes[self.follow(r) as usize].key.is_none())
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -189,11 +185,7 @@ impl Workspace {
             Some(k) => k.as_bytes().to_vec(),
             None => self.placeholder(i).to_vec(),
         };
-        Ok((
-            key,
-            n.ty,
-            n.children.is_empty() && !self.has_external_links(n)?,
-        ))
+        Ok((key, n.ty, n.children.is_empty() && !self.has_external_links(n)?))
     }
 
     fn has_external_links(&self, n: &Node) -> Result<bool> {
@@ -210,9 +202,7 @@ impl Workspace {
     pub(crate) fn resolve(&self, raw: &[u8]) -> Option<ObjectId> {
         match self.from_placeholder(raw) {
             Some(found) => found.map(|i| self.id(i)),
-            None => Key::from_slice(raw)
-                .and_then(|k| self.by_key.get(&k))
-                .map(|&i| self.id(i)),
+            None => Key::from_slice(raw).and_then(|k| self.by_key.get(&k)).map(|&i| self.id(i)),
         }
     }
 
@@ -232,9 +222,7 @@ impl Workspace {
         let first = self.new_loaded(elements, key)?;
         let mut queue = vec![first];
         while let Some(i) = queue.pop() {
-            let k = self.nodes[i as usize]
-                .key
-                .expect("loaded nodes are unmodified");
+            let k = self.nodes[i as usize].key.expect("loaded nodes are unmodified");
             let element = elements.get(&k).expect("loaded from elements");
             let mut children = Vec::with_capacity(element.children().len());
             for child_key in element.children() {
@@ -247,10 +235,7 @@ impl Workspace {
                             c
                         }
                         Some(_) => continue,
-                        None if self
-                            .link_type(element, *child_key)?
-                            .is_some_and(|t| self.excluded.contains(&t)) =>
-                        {
+                        None if self.link_type(element, *child_key)?.is_some_and(|t| self.excluded.contains(&t)) => {
                             continue;
                         }
                         None => return Err(Error::MissingElement { key: *child_key }),
@@ -268,24 +253,18 @@ impl Workspace {
     fn link_type(&self, parent: &Element, child: Key) -> Result<Option<TypeId>> {
         let plan = self.registry.require(parent.ty())?.plan;
         let mut found = None;
-        wire::scan(
-            parent.value(),
-            self.registry.plans(),
-            plan,
-            &mut |l: RawLink<'_>| {
-                if l.key == child.as_bytes() {
-                    found = Some(l.ty);
-                }
-                Ok(())
-            },
-        )?;
+        wire::scan(parent.value(), self.registry.plans(), plan, &mut |l: RawLink<'_>| {
+            if l.key == child.as_bytes() {
+                found = Some(l.ty);
+            }
+            Ok(())
+        })?;
         Ok(found)
     }
 
     fn new_loaded(&mut self, elements: &Elements, key: Key) -> Result<u32> {
         let e = elements.get(&key).ok_or(Error::MissingElement { key })?;
-        let i = u32::try_from(self.nodes.len())
-            .map_err(|_| Error::state("workspace holds too many objects"))?;
+        let i = u32::try_from(self.nodes.len()).map_err(|_| Error::state("workspace holds too many objects"))?;
         self.nodes.push(Node {
             ty: e.ty(),
             value: e.value().clone(),
@@ -303,24 +282,17 @@ impl Workspace {
     fn resolve_links(&mut self, elements: &Elements, ty: TypeId, value: &[u8]) -> Result<Vec<u32>> {
         let info = self.registry.require(ty)?;
         let mut raw: Vec<(Vec<u8>, TypeId)> = Vec::new();
-        wire::scan(
-            value,
-            self.registry.plans(),
-            info.plan,
-            &mut |l: RawLink<'_>| {
-                raw.push((l.key.to_vec(), l.ty));
-                Ok(())
-            },
-        )?;
+        wire::scan(value, self.registry.plans(), info.plan, &mut |l: RawLink<'_>| {
+            raw.push((l.key.to_vec(), l.ty));
+            Ok(())
+        })?;
         let mut out = Vec::new();
         let mut seen = HashSet::new();
         for (bytes, link_ty) in raw {
             let i = match self.from_placeholder(&bytes) {
                 Some(Some(i)) => i,
                 Some(None) => {
-                    return Err(Error::InvalidHandle(format!(
-                        "placeholder of an earlier checkout in a {ty} link"
-                    )));
+                    return Err(Error::InvalidHandle(format!("placeholder of an earlier checkout in a {ty} link")));
                 }
                 None => {
                     let key = Key::from_slice(&bytes).ok_or_else(|| {
@@ -345,40 +317,22 @@ impl Workspace {
     }
 
     /// Adds a new, modified object.
-    pub(crate) fn create(
-        &mut self,
-        elements: &Elements,
-        ty: TypeId,
-        value: Bytes,
-    ) -> Result<ObjectId> {
+    pub(crate) fn create(&mut self, elements: &Elements, ty: TypeId, value: Bytes) -> Result<ObjectId> {
         if self.read_only {
             return Err(Error::ReadOnly("new object".into()));
         }
         self.registry.require(ty)?;
         let children = self.resolve_links(elements, ty, &value)?;
-        let i = u32::try_from(self.nodes.len())
-            .map_err(|_| Error::state("workspace holds too many objects"))?;
+        let i = u32::try_from(self.nodes.len()).map_err(|_| Error::state("workspace holds too many objects"))?;
         for &c in &children {
             self.nodes[c as usize].parents.push(i);
         }
-        self.nodes.push(Node {
-            ty,
-            value,
-            key: None,
-            children,
-            parents: Vec::new(),
-            forward: None,
-        });
+        self.nodes.push(Node { ty, value, key: None, children, parents: Vec::new(), forward: None });
         Ok(self.id(i))
     }
 
     /// Replaces an object's content (same type), refusing links that would make a cycle.
-    pub(crate) fn replace(
-        &mut self,
-        elements: &Elements,
-        id: ObjectId,
-        value: Bytes,
-    ) -> Result<()> {
+    pub(crate) fn replace(&mut self, elements: &Elements, id: ObjectId, value: Bytes) -> Result<()> {
         let i = self.index(id)?;
         self.check_writable(i)?;
         let ty = self.nodes[i as usize].ty;
@@ -386,10 +340,7 @@ impl Workspace {
         let old: HashSet<u32> = self.nodes[i as usize].children.iter().copied().collect();
         for &c in &children {
             if !old.contains(&c) && self.reaches(c, i) {
-                return Err(Error::Cycle {
-                    parent: self.id(i).to_string(),
-                    child: self.id(c).to_string(),
-                });
+                return Err(Error::Cycle { parent: self.id(i).to_string(), child: self.id(c).to_string() });
             }
         }
         let new: HashSet<u32> = children.iter().copied().collect();
@@ -489,9 +440,7 @@ impl Workspace {
         let root = self.follow(root);
         self.root = Some(root);
         let n = &self.nodes[root as usize];
-        let e = elements
-            .get(&n.key.expect("committed"))
-            .expect("element added");
+        let e = elements.get(&n.key.expect("committed")).expect("element added");
         Ok(Some((e.key(), e.ty(), e.is_leaf())))
     }
 
@@ -517,8 +466,8 @@ impl Workspace {
                             return Err(Error::InvalidHandle("stale placeholder at commit".into()));
                         }
                         None => {
-                            let k = Key::from_slice(l.key)
-                                .ok_or_else(|| Error::DanglingLink(format!("{:?}", l.key)))?;
+                            let k =
+                                Key::from_slice(l.key).ok_or_else(|| Error::DanglingLink(format!("{:?}", l.key)))?;
                             (k, elements.get(&k).map_or(l.isleaf, |e| e.is_leaf()))
                         }
                     };
@@ -526,11 +475,7 @@ impl Workspace {
                         child_keys.push(key);
                     }
                     let changed = l.key != key.as_bytes() || l.isleaf != isleaf;
-                    Ok(changed.then(|| NewLink {
-                        key: key.as_bytes().to_vec(),
-                        ty: l.ty,
-                        isleaf,
-                    }))
+                    Ok(changed.then(|| NewLink { key: key.as_bytes().to_vec(), ty: l.ty, isleaf }))
                 },
                 &mut value,
             )?;

@@ -12,12 +12,7 @@ pub fn repo() -> Repository {
 
 /// A person with a name and an id.
 pub fn person(name: &str, id: i32) -> Person {
-    Person {
-        name: Some(name.into()),
-        id: Some(id),
-        email: None,
-        phone: Vec::new(),
-    }
+    Person { name: Some(name.into()), id: Some(id), email: None, phone: Vec::new() }
 }
 
 /// A person with one phone number.
@@ -26,9 +21,6 @@ pub fn person_with_phone(name: &str, id: i32, number: &str, ty: person::PhoneTyp
         name: Some(name.into()),
         id: Some(id),
         email: None,
-        phone: vec![person::PhoneNumber {
-            number: Some(number.into()),
-            r#type: Some(ty as i32),
-        }],
+        phone: vec![person::PhoneNumber { number: Some(number.into()), r#type: Some(ty as i32) }],
     }
 }

@@ -13,10 +13,7 @@ fn hex(k: Key) -> String {
 /// Spec §1.2: `GPBType(20001,1)` encodes as `08 A1 9C 01 10 01`; `GPBType(8,1)` as `08 08 10 01`.
 #[test]
 fn gpbtype_encoding_vectors() {
-    assert_eq!(
-        TypeId::new(20001, 1).encode(),
-        [0x08, 0xA1, 0x9C, 0x01, 0x10, 0x01]
-    );
+    assert_eq!(TypeId::new(20001, 1).encode(), [0x08, 0xA1, 0x9C, 0x01, 0x10, 0x01]);
     assert_eq!(TypeId::new(8, 1).encode(), [0x08, 0x08, 0x10, 0x01]);
     // Negative ids are sign-extended to ten bytes, as proto2 encodes an int32.
     assert_eq!(TypeId::new(-99, 1).encode().len(), 1 + 10 + 2);
@@ -26,10 +23,7 @@ fn gpbtype_encoding_vectors() {
 #[test]
 fn key_vector_person_david() {
     let value = person("David", 5).encode_to_vec();
-    assert_eq!(
-        value,
-        [0x0A, 0x05, 0x44, 0x61, 0x76, 0x69, 0x64, 0x10, 0x05]
-    );
+    assert_eq!(value, [0x0A, 0x05, 0x44, 0x61, 0x76, 0x69, 0x64, 0x10, 0x05]);
     let key = HashAlgorithm::Sha1.element_key(&value, TypeId::new(20001, 1));
     assert_eq!(hex(key), "9AF39498F3E359988F9946EC91CD2980F91D02B5");
 }
@@ -51,12 +45,7 @@ fn key_vectors_empty_values() {
 #[test]
 fn element_size_person_68() {
     let registry = Registry::builtin();
-    let p = person_with_phone(
-        "David Stuebe",
-        1592733398,
-        "a number",
-        person::PhoneType::Work,
-    );
+    let p = person_with_phone("David Stuebe", 1592733398, "a number", person::PhoneType::Work);
     let e = Element::from_message(HashAlgorithm::Sha1, &registry, &p).unwrap();
     assert_eq!(e.encoded_len(), 68);
     assert_eq!(e.encode().len(), 68);
@@ -67,24 +56,14 @@ fn element_size_person_68() {
 #[test]
 fn element_size_commit_127() {
     let mut repo = repo();
-    let id = repo
-        .create(&person_with_phone(
-            "David Stuebe",
-            1592733398,
-            "a number",
-            person::PhoneType::Work,
-        ))
-        .unwrap();
+    let id = repo.create(&person_with_phone("David Stuebe", 1592733398, "a number", person::PhoneType::Work)).unwrap();
     repo.set_root(id).unwrap();
     assert_eq!(repo.key().len(), 36);
     let commit = repo.commit("committed...").unwrap();
     let e = repo.elements().get(&commit).unwrap();
     assert_eq!(e.encoded_len(), 127);
     assert!(!e.is_leaf(), "a commit element is never a leaf");
-    assert_eq!(
-        repo.commit_info(commit).unwrap().root_seed.as_deref(),
-        Some(repo.key())
-    );
+    assert_eq!(repo.commit_info(commit).unwrap().root_seed.as_deref(), Some(repo.key()));
 }
 
 /// Spec §1.2: a received element is verified over its exact bytes; a flipped bit is refused.
@@ -99,9 +78,7 @@ fn decode_verifies_key_over_exact_bytes() {
     let mut corrupt = bytes.clone();
     let last = corrupt.len() - 1;
     corrupt[last] ^= 0x01;
-    assert!(
-        matches!(Element::decode(&registry, &corrupt), Err(Error::Corrupt { key }) if key == e.key())
-    );
+    assert!(matches!(Element::decode(&registry, &corrupt), Err(Error::Corrupt { key }) if key == e.key()));
 }
 
 /// Non-canonical bytes keep their own key: verification never re-serialises.
@@ -109,11 +86,7 @@ fn decode_verifies_key_over_exact_bytes() {
 fn non_canonical_value_is_hashed_as_received() {
     let registry = Registry::builtin();
     // id before name: valid protobuf, not the canonical order.
-    let value: Vec<u8> = [
-        &[0x10u8, 0x05][..],
-        &[0x0A, 0x05, b'D', b'a', b'v', b'i', b'd'],
-    ]
-    .concat();
+    let value: Vec<u8> = [&[0x10u8, 0x05][..], &[0x0A, 0x05, b'D', b'a', b'v', b'i', b'd']].concat();
     let ty = TypeId::of::<Person>();
     let key = HashAlgorithm::Sha1.element_key(&value, ty);
     let e = Element::from_parts(&registry, key.as_bytes(), ty, true, value.clone().into()).unwrap();
@@ -143,27 +116,14 @@ fn children_are_distinct_and_leaf_flag_is_checked() {
     let child = Element::from_message(HashAlgorithm::Sha1, &registry, &person("a", 1)).unwrap();
     let link = dsf::proto::prelude::CasRef {
         key: child.key().as_bytes().to_vec(),
-        r#type: dsf::proto::prelude::GpbType {
-            object_id: 20001,
-            version: 1,
-        },
+        r#type: dsf::proto::prelude::GpbType { object_id: 20001, version: 1 },
         isleaf: true,
     };
-    let book = AddressLink {
-        person: vec![link.clone(), link.clone()],
-        owner: Some(link),
-        title: None,
-    };
+    let book = AddressLink { person: vec![link.clone(), link.clone()], owner: Some(link), title: None };
     let e = Element::from_message(HashAlgorithm::Sha1, &registry, &book).unwrap();
     assert_eq!(e.children(), &[child.key()]);
     assert!(!e.is_leaf());
-    let lying = Element::from_parts(
-        &registry,
-        e.key().as_bytes(),
-        e.ty(),
-        true,
-        e.value().clone(),
-    );
+    let lying = Element::from_parts(&registry, e.key().as_bytes(), e.ty(), true, e.value().clone());
     assert!(matches!(lying, Err(Error::Codec { .. })), "{lying:?}");
 }
 
@@ -171,21 +131,12 @@ fn children_are_distinct_and_leaf_flag_is_checked() {
 #[test]
 fn garbage_element_is_a_codec_error() {
     let registry = Registry::builtin();
-    for bytes in [
-        &b""[..],
-        b"\xff",
-        b"\x0a\x50abc",
-        b"\x22\x01",
-        b"\x0a\x14aaaaaaaaaaaaaaaaaaaa\x12\x00\x18\x01\x22\x00",
-    ] {
+    for bytes in
+        [&b""[..], b"\xff", b"\x0a\x50abc", b"\x22\x01", b"\x0a\x14aaaaaaaaaaaaaaaaaaaa\x12\x00\x18\x01\x22\x00"]
+    {
         let r = Element::decode(&registry, bytes);
         assert!(
-            matches!(
-                r,
-                Err(Error::Codec { .. })
-                    | Err(Error::Corrupt { .. })
-                    | Err(Error::UnknownType { .. })
-            ),
+            matches!(r, Err(Error::Codec { .. }) | Err(Error::Corrupt { .. }) | Err(Error::UnknownType { .. })),
             "{bytes:?}: {r:?}"
         );
     }

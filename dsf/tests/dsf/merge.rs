@@ -2,8 +2,7 @@
 
 use dsf::proto::net::ooici::play::{AddressLink, Person, TestObj};
 use dsf::{
-    ChangeKind, Checkout, Error, MASTER_BRANCH as MASTER, MergeOutcome, MergePolicy, Relationship,
-    Repository, Side,
+    ChangeKind, Checkout, Error, MASTER_BRANCH as MASTER, MergeOutcome, MergePolicy, Relationship, Repository, Side,
 };
 
 use crate::common::*;
@@ -11,19 +10,10 @@ use crate::common::*;
 /// master: an AddressLink "book" with three persons; branch "other" forks from it.
 fn forked() -> Repository {
     let mut repo = repo();
-    let people: Vec<_> = ["Ann", "Bob", "Cid"]
-        .iter()
-        .enumerate()
-        .map(|(i, n)| repo.create(&person(n, i as i32)).unwrap())
-        .collect();
+    let people: Vec<_> =
+        ["Ann", "Bob", "Cid"].iter().enumerate().map(|(i, n)| repo.create(&person(n, i as i32)).unwrap()).collect();
     let links = people.iter().map(|&p| repo.link(p).unwrap()).collect();
-    let book = repo
-        .create(&AddressLink {
-            person: links,
-            owner: None,
-            title: Some("book".into()),
-        })
-        .unwrap();
+    let book = repo.create(&AddressLink { person: links, owner: None, title: Some("book".into()) }).unwrap();
     repo.set_root(book).unwrap();
     repo.commit_at("base", 100.0).unwrap();
     repo.branch(Some("other")).unwrap();
@@ -32,26 +22,18 @@ fn forked() -> Repository {
 }
 
 /// Edits person `i` of the checked-out book on `branch` and commits at `date`.
-fn edit_person(
-    repo: &mut Repository,
-    branch: &str,
-    i: usize,
-    date: f64,
-    edit: impl FnOnce(&mut Person),
-) {
+fn edit_person(repo: &mut Repository, branch: &str, i: usize, date: f64, edit: impl FnOnce(&mut Person)) {
     repo.checkout(Checkout::branch(branch)).unwrap();
     let book = repo.root().unwrap();
     let link = repo.get::<AddressLink>(book).unwrap().person[i].clone();
     let p = repo.resolve(&link).unwrap();
     repo.update::<Person>(p, edit).unwrap();
-    repo.commit_at(&format!("edit {i} on {branch}"), date)
-        .unwrap();
+    repo.commit_at(&format!("edit {i} on {branch}"), date).unwrap();
 }
 
 fn person_at(repo: &Repository, i: usize) -> Person {
     let book = repo.get::<AddressLink>(repo.root().unwrap()).unwrap();
-    repo.get::<Person>(repo.resolve(&book.person[i]).unwrap())
-        .unwrap()
+    repo.get::<Person>(repo.resolve(&book.person[i]).unwrap()).unwrap()
 }
 
 /// Changes to different fields and objects on the two sides are both taken, without conflict;
@@ -59,12 +41,8 @@ fn person_at(repo: &Repository, i: usize) -> Person {
 #[test]
 fn disjoint_changes_merge_cleanly() {
     let mut repo = forked();
-    edit_person(&mut repo, "other", 0, 200.0, |p| {
-        p.email = Some("ann@x".into())
-    });
-    edit_person(&mut repo, "other", 2, 210.0, |p| {
-        p.name = Some("Cyd".into())
-    });
+    edit_person(&mut repo, "other", 0, 200.0, |p| p.email = Some("ann@x".into()));
+    edit_person(&mut repo, "other", 2, 210.0, |p| p.name = Some("Cyd".into()));
     edit_person(&mut repo, MASTER, 0, 220.0, |p| p.id = Some(100));
     let ours = repo.commit_head().unwrap().unwrap();
     let theirs = repo.get_branch("other").unwrap().heads[0];
@@ -75,20 +53,8 @@ fn disjoint_changes_merge_cleanly() {
     assert_eq!(person_at(&repo, 2).name.as_deref(), Some("Cyd"));
     assert_eq!(person_at(&repo, 1).name.as_deref(), Some("Bob"));
     let m = repo.commit("merge other").unwrap();
-    let parents: Vec<_> = repo
-        .commit_info(m)
-        .unwrap()
-        .parents
-        .iter()
-        .map(|p| (p.relationship, p.commit))
-        .collect();
-    assert_eq!(
-        parents,
-        vec![
-            (Relationship::Parent, ours),
-            (Relationship::MergedFrom, theirs)
-        ]
-    );
+    let parents: Vec<_> = repo.commit_info(m).unwrap().parents.iter().map(|p| (p.relationship, p.commit)).collect();
+    assert_eq!(parents, vec![(Relationship::Parent, ours), (Relationship::MergedFrom, theirs)]);
     repo.checkout(Checkout::branch(MASTER)).unwrap();
     assert_eq!(person_at(&repo, 2).name.as_deref(), Some("Cyd"));
 }
@@ -98,14 +64,9 @@ fn disjoint_changes_merge_cleanly() {
 #[test]
 fn manual_conflict_is_reported_and_blocks_commit() {
     let mut repo = forked();
-    edit_person(&mut repo, "other", 1, 200.0, |p| {
-        p.email = Some("bob@theirs".into())
-    });
-    edit_person(&mut repo, MASTER, 1, 300.0, |p| {
-        p.email = Some("bob@ours".into())
-    });
-    let MergeOutcome::Merged { conflicts } = repo.merge("other", MergePolicy::Manual).unwrap()
-    else {
+    edit_person(&mut repo, "other", 1, 200.0, |p| p.email = Some("bob@theirs".into()));
+    edit_person(&mut repo, MASTER, 1, 300.0, |p| p.email = Some("bob@ours".into()));
+    let MergeOutcome::Merged { conflicts } = repo.merge("other", MergePolicy::Manual).unwrap() else {
         panic!("a merge")
     };
     assert_eq!(conflicts.len(), 1);
@@ -118,15 +79,11 @@ fn manual_conflict_is_reported_and_blocks_commit() {
     assert_eq!(c.taken, Side::Ours);
     assert_eq!(person_at(&repo, 1).email.as_deref(), Some("bob@ours"));
     let err = repo.commit("too early").unwrap_err();
-    assert!(
-        matches!(err, Error::Merge(_)) && err.to_string().contains("root.person[1].email"),
-        "{err}"
-    );
+    assert!(matches!(err, Error::Merge(_)) && err.to_string().contains("root.person[1].email"), "{err}");
     let book = repo.root().unwrap();
     let link = repo.get::<AddressLink>(book).unwrap().person[1].clone();
     let bob = repo.resolve(&link).unwrap();
-    repo.update::<Person>(bob, |p| p.email = Some("bob@both".into()))
-        .unwrap();
+    repo.update::<Person>(bob, |p| p.email = Some("bob@both".into())).unwrap();
     repo.mark_resolved();
     repo.commit("resolved").unwrap();
     repo.checkout(Checkout::branch(MASTER)).unwrap();
@@ -143,21 +100,11 @@ fn policies() {
         (MergePolicy::Newest, 200.0, "ours"),
     ] {
         let mut repo = forked();
-        edit_person(&mut repo, "other", 2, theirs_date, |p| {
-            p.name = Some("theirs".into())
-        });
-        edit_person(&mut repo, MASTER, 2, 300.0, |p| {
-            p.name = Some("ours".into())
-        });
-        let MergeOutcome::Merged { conflicts } = repo.merge("other", policy).unwrap() else {
-            panic!("a merge")
-        };
+        edit_person(&mut repo, "other", 2, theirs_date, |p| p.name = Some("theirs".into()));
+        edit_person(&mut repo, MASTER, 2, 300.0, |p| p.name = Some("ours".into()));
+        let MergeOutcome::Merged { conflicts } = repo.merge("other", policy).unwrap() else { panic!("a merge") };
         assert_eq!(conflicts.len(), 1, "{policy:?}");
-        assert_eq!(
-            person_at(&repo, 2).name.as_deref(),
-            Some(expect),
-            "{policy:?} at {theirs_date}"
-        );
+        assert_eq!(person_at(&repo, 2).name.as_deref(), Some(expect), "{policy:?} at {theirs_date}");
         repo.commit("merged").unwrap();
     }
 }
@@ -192,8 +139,7 @@ fn repeated_fields() {
     })
     .unwrap();
     repo.commit_at("ours", 3.0).unwrap();
-    let MergeOutcome::Merged { conflicts } = repo.merge("other", MergePolicy::Theirs).unwrap()
-    else {
+    let MergeOutcome::Merged { conflicts } = repo.merge("other", MergePolicy::Theirs).unwrap() else {
         panic!("a merge")
     };
     let paths: Vec<_> = conflicts.iter().map(|c| c.path.as_str()).collect();
@@ -208,57 +154,31 @@ fn repeated_fields() {
 #[test]
 fn up_to_date_and_fast_forward() {
     let mut repo = forked();
-    assert_eq!(
-        repo.merge("other", MergePolicy::Manual).unwrap(),
-        MergeOutcome::UpToDate
-    );
-    assert_eq!(
-        repo.merge(MASTER, MergePolicy::Manual).unwrap(),
-        MergeOutcome::UpToDate,
-        "a branch with itself"
-    );
-    edit_person(&mut repo, "other", 0, 200.0, |p| {
-        p.name = Some("Anne".into())
-    });
+    assert_eq!(repo.merge("other", MergePolicy::Manual).unwrap(), MergeOutcome::UpToDate);
+    assert_eq!(repo.merge(MASTER, MergePolicy::Manual).unwrap(), MergeOutcome::UpToDate, "a branch with itself");
+    edit_person(&mut repo, "other", 0, 200.0, |p| p.name = Some("Anne".into()));
     let theirs = repo.commit_head().unwrap().unwrap();
     repo.checkout(Checkout::branch(MASTER)).unwrap();
-    assert_eq!(
-        repo.merge("other", MergePolicy::Manual).unwrap(),
-        MergeOutcome::FastForward(theirs)
-    );
+    assert_eq!(repo.merge("other", MergePolicy::Manual).unwrap(), MergeOutcome::FastForward(theirs));
     assert_eq!(repo.get_branch(MASTER).unwrap().heads, vec![theirs]);
     assert_eq!(person_at(&repo, 0).name.as_deref(), Some("Anne"));
     assert_eq!(repo.status(), dsf::Status::UpToDate);
     // Merging a commit by its key works too.
-    assert_eq!(
-        repo.merge(&theirs.to_hex(), MergePolicy::Manual).unwrap(),
-        MergeOutcome::UpToDate
-    );
+    assert_eq!(repo.merge(&theirs.to_hex(), MergePolicy::Manual).unwrap(), MergeOutcome::UpToDate);
 }
 
 /// A merge needs a clean, attached workspace and a known branch.
 #[test]
 fn merge_preconditions() {
     let mut repo = forked();
-    assert!(matches!(
-        repo.merge("nope", MergePolicy::Manual),
-        Err(Error::UnknownBranch { .. })
-    ));
+    assert!(matches!(repo.merge("nope", MergePolicy::Manual), Err(Error::UnknownBranch { .. })));
     let r = repo.root().unwrap();
-    repo.update::<AddressLink>(r, |b| b.title = Some("dirty".into()))
-        .unwrap();
-    assert!(matches!(
-        repo.merge("other", MergePolicy::Manual),
-        Err(Error::Merge(_))
-    ));
+    repo.update::<AddressLink>(r, |b| b.title = Some("dirty".into())).unwrap();
+    assert!(matches!(repo.merge("other", MergePolicy::Manual), Err(Error::Merge(_))));
     repo.reset().unwrap();
     let head = repo.commit_head().unwrap().unwrap();
-    repo.checkout(Checkout::branch(MASTER).commit(head))
-        .unwrap();
-    assert!(matches!(
-        repo.merge("other", MergePolicy::Manual),
-        Err(Error::Merge(_))
-    ));
+    repo.checkout(Checkout::branch(MASTER).commit(head)).unwrap();
+    assert!(matches!(repo.merge("other", MergePolicy::Manual), Err(Error::Merge(_))));
 }
 
 /// Only the objects on changed paths are new after a merge: equal subgraphs are shared by key.
@@ -269,11 +189,7 @@ fn unchanged_subgraphs_are_shared() {
     edit_person(&mut repo, MASTER, 2, 300.0, |p| p.email = Some("c".into()));
     let before = repo.elements().len();
     repo.merge("other", MergePolicy::Manual).unwrap();
-    assert_eq!(
-        repo.elements().len(),
-        before + 1,
-        "only the merged book is new"
-    );
+    assert_eq!(repo.elements().len(), before + 1, "only the merged book is new");
 }
 
 /// Diff reports field-level changes with paths, following links into changed objects only.

@@ -2,18 +2,12 @@
 //! object model and the repository, and the acceptance items of §7.9.
 
 use dsf::proto::net::ooici::play::{AddressLink, KeyValue, ListObj, Person, TestObj};
-use dsf::{
-    Checkout, Current, Error, Key, MASTER_BRANCH as MASTER, ObjectId, Relationship, Repository,
-    Status, TypeId,
-};
+use dsf::{Checkout, Current, Error, Key, MASTER_BRANCH as MASTER, ObjectId, Relationship, Repository, Status, TypeId};
 
 use crate::common::*;
 
 fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: v.into(),
-    }
+    KeyValue { key: k.into(), value: v.into() }
 }
 
 /// A repository with an AddressLink root linking two persons; returns (repo, root, [p1, p2]).
@@ -49,8 +43,7 @@ fn status_follows_the_workspace() {
     assert_eq!(repo.status(), Status::Modified);
     repo.commit("first").unwrap();
     assert_eq!(repo.status(), Status::UpToDate);
-    repo.update::<Person>(p, |p| p.email = Some("a@b".into()))
-        .unwrap();
+    repo.update::<Person>(p, |p| p.email = Some("a@b".into())).unwrap();
     assert_eq!(repo.status(), Status::Modified);
 }
 
@@ -66,16 +59,12 @@ fn simple_commit() {
     let commit_element = repo.elements().get(&c1).unwrap();
     assert_eq!(commit_element.children(), &[root_key]);
     for id in [p1, p2] {
-        assert!(
-            repo.elements()
-                .contains(&repo.object_key(id).unwrap().unwrap())
-        );
+        assert!(repo.elements().contains(&repo.object_key(id).unwrap().unwrap()));
     }
     let info = repo.commit_info(c1).unwrap();
     assert_eq!(info.root_seed.as_deref(), Some(repo.key()));
     assert!(info.parents.is_empty());
-    repo.update::<AddressLink>(root, |b| b.title = Some("renamed".into()))
-        .unwrap();
+    repo.update::<AddressLink>(root, |b| b.title = Some("renamed".into())).unwrap();
     let c2 = repo.commit("second").unwrap();
     let info = repo.commit_info(c2).unwrap();
     assert_eq!(info.root_seed, None);
@@ -93,11 +82,7 @@ fn recommit_unchanged_reuses_keys() {
     let before = repo.elements().len();
     let c2 = repo.commit_at("two", 2000.0).unwrap();
     assert_ne!(c1, c2);
-    assert_eq!(
-        repo.elements().len(),
-        before + 1,
-        "only the new commit element is added"
-    );
+    assert_eq!(repo.elements().len(), before + 1, "only the new commit element is added");
     let r1 = repo.commit_info(c1).unwrap().root.unwrap().key;
     let r2 = repo.commit_info(c2).unwrap().root.unwrap().key;
     assert_eq!(r1, r2);
@@ -120,26 +105,16 @@ fn dag_shares_objects() {
     let via_list = repo.resolve(&book.person[0]).unwrap();
     let via_owner = repo.resolve(book.owner.as_ref().unwrap()).unwrap();
     assert_eq!(via_list, via_owner, "one object, two links");
-    assert!(
-        repo.get::<Person>(p1).is_err(),
-        "handles from before the checkout are invalid"
-    );
-    repo.update::<Person>(via_list, |p| p.name = Some("Dave".into()))
-        .unwrap();
-    assert_eq!(
-        repo.get::<Person>(via_owner).unwrap().name.as_deref(),
-        Some("Dave")
-    );
+    assert!(repo.get::<Person>(p1).is_err(), "handles from before the checkout are invalid");
+    repo.update::<Person>(via_list, |p| p.name = Some("Dave".into())).unwrap();
+    assert_eq!(repo.get::<Person>(via_owner).unwrap().name.as_deref(), Some("Dave"));
     repo.commit("renamed").unwrap();
     repo.checkout(Checkout::branch(MASTER)).unwrap();
     let root = root_of(&repo);
     let book: AddressLink = repo.get(root).unwrap();
     assert_eq!(book.person[0].key, book.owner.as_ref().unwrap().key);
     let shared = repo.resolve(&book.person[0]).unwrap();
-    assert_eq!(
-        repo.get::<Person>(shared).unwrap().name.as_deref(),
-        Some("Dave")
-    );
+    assert_eq!(repo.get::<Person>(shared).unwrap().name.as_deref(), Some("Dave"));
     assert_eq!(repo.parents(shared).unwrap(), vec![root]);
 }
 
@@ -151,18 +126,8 @@ fn equal_children_become_one_element() {
     let a = repo.create(&kv("k", "v")).unwrap();
     let b = repo.create(&kv("k", "v")).unwrap();
     assert_ne!(a, b);
-    let list = repo
-        .create(&ListObj {
-            items: vec![repo.link(a).unwrap(), repo.link(b).unwrap()],
-        })
-        .unwrap();
-    let other = repo
-        .create(&AddressLink {
-            person: vec![],
-            owner: None,
-            title: Some("x".into()),
-        })
-        .unwrap();
+    let list = repo.create(&ListObj { items: vec![repo.link(a).unwrap(), repo.link(b).unwrap()] }).unwrap();
+    let other = repo.create(&AddressLink { person: vec![], owner: None, title: Some("x".into()) }).unwrap();
     let _ = other;
     repo.set_root(list).unwrap();
     repo.commit("dedupe").unwrap();
@@ -171,9 +136,7 @@ fn equal_children_become_one_element() {
     assert_eq!(root_element.children().len(), 1);
     let structure = repo.elements().reachable(&[root_key], &[]);
     assert_eq!(structure.len(), 2, "root and one child");
-    let survivor = repo
-        .resolve(&repo.get::<ListObj>(list).unwrap().items[0])
-        .unwrap();
+    let survivor = repo.resolve(&repo.get::<ListObj>(list).unwrap().items[0]).unwrap();
     assert_eq!(repo.object_key(a).unwrap(), repo.object_key(b).unwrap());
     assert_eq!(repo.children(list).unwrap(), vec![survivor]);
     assert_eq!(repo.parents(survivor).unwrap(), vec![list]);
@@ -187,36 +150,20 @@ fn equal_children_become_one_element() {
 fn cycles_are_refused() {
     let mut repo = repo();
     let leaf = repo.create(&ListObj { items: vec![] }).unwrap();
-    let mid = repo
-        .create(&ListObj {
-            items: vec![repo.link(leaf).unwrap()],
-        })
-        .unwrap();
-    let top = repo
-        .create(&ListObj {
-            items: vec![repo.link(mid).unwrap()],
-        })
-        .unwrap();
+    let mid = repo.create(&ListObj { items: vec![repo.link(leaf).unwrap()] }).unwrap();
+    let top = repo.create(&ListObj { items: vec![repo.link(mid).unwrap()] }).unwrap();
     repo.set_root(top).unwrap();
     let top_link = repo.link(top).unwrap();
-    let err = repo
-        .update::<ListObj>(leaf, |l| l.items.push(top_link.clone()))
-        .unwrap_err();
+    let err = repo.update::<ListObj>(leaf, |l| l.items.push(top_link.clone())).unwrap_err();
     assert!(matches!(err, Error::Cycle { .. }), "{err}");
     let self_link = repo.link(leaf).unwrap();
-    assert!(matches!(
-        repo.update::<ListObj>(leaf, |l| l.items.push(self_link)),
-        Err(Error::Cycle { .. })
-    ));
+    assert!(matches!(repo.update::<ListObj>(leaf, |l| l.items.push(self_link)), Err(Error::Cycle { .. })));
     // The refused edit changed nothing.
     assert!(repo.get::<ListObj>(leaf).unwrap().items.is_empty());
     // After commit too.
     repo.commit("chain").unwrap();
     let top_link = repo.link(top).unwrap();
-    assert!(matches!(
-        repo.update::<ListObj>(leaf, |l| l.items.push(top_link)),
-        Err(Error::Cycle { .. })
-    ));
+    assert!(matches!(repo.update::<ListObj>(leaf, |l| l.items.push(top_link)), Err(Error::Cycle { .. })));
     assert_eq!(repo.status(), Status::UpToDate);
 }
 
@@ -228,17 +175,11 @@ fn checkout_invalidates_handles() {
     repo.commit("first").unwrap();
     repo.checkout(Checkout::branch(MASTER)).unwrap();
     for id in [root, p1] {
-        assert!(matches!(
-            repo.get::<Person>(id),
-            Err(Error::InvalidHandle(_))
-        ));
+        assert!(matches!(repo.get::<Person>(id), Err(Error::InvalidHandle(_))));
         assert!(matches!(repo.link(id), Err(Error::InvalidHandle(_))));
     }
     let new_root = root_of(&repo);
-    assert_eq!(
-        repo.get::<AddressLink>(new_root).unwrap().title.as_deref(),
-        Some("an address book")
-    );
+    assert_eq!(repo.get::<AddressLink>(new_root).unwrap().title.as_deref(), Some("an address book"));
 }
 
 /// Spec §7.9 item 9 / §2.5: checkout while the workspace is dirty fails and keeps the changes.
@@ -246,23 +187,13 @@ fn checkout_invalidates_handles() {
 fn checkout_refused_while_dirty() {
     let (mut repo, root, _) = address_book();
     repo.commit("first").unwrap();
-    repo.update::<AddressLink>(root, |b| b.title = Some("dirty".into()))
-        .unwrap();
+    repo.update::<AddressLink>(root, |b| b.title = Some("dirty".into())).unwrap();
     let err = repo.checkout(Checkout::branch(MASTER)).unwrap_err();
     assert!(err.to_string().contains("dirty"), "{err}");
-    assert_eq!(
-        repo.get::<AddressLink>(root).unwrap().title.as_deref(),
-        Some("dirty")
-    );
+    assert_eq!(repo.get::<AddressLink>(root).unwrap().title.as_deref(), Some("dirty"));
     repo.reset().unwrap();
     assert_eq!(repo.status(), Status::UpToDate);
-    assert_eq!(
-        repo.get::<AddressLink>(root_of(&repo))
-            .unwrap()
-            .title
-            .as_deref(),
-        Some("an address book")
-    );
+    assert_eq!(repo.get::<AddressLink>(root_of(&repo)).unwrap().title.as_deref(), Some("an address book"));
 }
 
 /// Spec §7.1 `test_branch_checkout` ★: commits on two branches check out independently.
@@ -272,28 +203,15 @@ fn branch_checkout() {
     repo.commit("first").unwrap();
     let b = repo.branch(Some("other")).unwrap();
     assert_eq!(repo.current(), Some(&Current::Branch(b.clone())));
-    repo.update::<AddressLink>(root, |x| x.title = Some("on other".into()))
-        .unwrap();
+    repo.update::<AddressLink>(root, |x| x.title = Some("on other".into())).unwrap();
     repo.commit("other").unwrap();
     repo.checkout(Checkout::branch(MASTER)).unwrap();
     let r = root_of(&repo);
-    repo.update::<AddressLink>(r, |x| x.title = Some("on master".into()))
-        .unwrap();
+    repo.update::<AddressLink>(r, |x| x.title = Some("on master".into())).unwrap();
     repo.commit("master").unwrap();
-    for (branch, title) in [
-        ("other", "on other"),
-        (MASTER, "on master"),
-        (b.as_str(), "on other"),
-    ] {
+    for (branch, title) in [("other", "on other"), (MASTER, "on master"), (b.as_str(), "on other")] {
         repo.checkout(Checkout::branch(branch)).unwrap();
-        assert_eq!(
-            repo.get::<AddressLink>(root_of(&repo))
-                .unwrap()
-                .title
-                .as_deref(),
-            Some(title),
-            "{branch}"
-        );
+        assert_eq!(repo.get::<AddressLink>(root_of(&repo)).unwrap().title.as_deref(), Some(title), "{branch}");
     }
 }
 
@@ -309,30 +227,17 @@ fn branches() {
     let c = repo.commit("first").unwrap();
     let key = repo.branch(Some("twin")).unwrap();
     assert_eq!(key.len(), 8);
-    assert!(
-        key.chars()
-            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase())
-    );
+    assert!(key.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()));
     assert_eq!(repo.get_branch("twin").unwrap().key, key);
     assert_eq!(repo.get_branch(&key).unwrap().heads, vec![c]);
-    assert_eq!(
-        repo.get_branch(MASTER).unwrap().heads,
-        vec![c],
-        "two branches, one head"
-    );
+    assert_eq!(repo.get_branch(MASTER).unwrap().heads, vec![c], "two branches, one head");
     assert_eq!(repo.current_heads(), vec![c]);
     assert!(repo.branch(Some("twin")).is_err(), "duplicate nickname");
     repo.remove_branch("twin").unwrap();
     assert!(repo.get_branch("twin").is_none());
     assert!(repo.get_branch(&key).is_none());
-    assert!(matches!(
-        repo.remove_branch("twin"),
-        Err(Error::UnknownBranch { .. })
-    ));
-    assert!(matches!(
-        repo.checkout(Checkout::branch("nope")),
-        Err(Error::UnknownBranch { .. })
-    ));
+    assert!(matches!(repo.remove_branch("twin"), Err(Error::UnknownBranch { .. })));
+    assert!(matches!(repo.checkout(Checkout::branch("nope")), Err(Error::UnknownBranch { .. })));
 }
 
 /// Spec §7.1 `test_checkout_commit_id` ★ / §7.9 item 8: older commit ids check out their
@@ -340,49 +245,31 @@ fn branches() {
 #[test]
 fn checkout_by_commit_id() {
     let mut repo = repo();
-    let obj = repo
-        .create(&TestObj {
-            string: Some("v0".into()),
-            ..Default::default()
-        })
-        .unwrap();
+    let obj = repo.create(&TestObj { string: Some("v0".into()), ..Default::default() }).unwrap();
     repo.set_root(obj).unwrap();
     let mut commits = vec![repo.commit("v0").unwrap()];
     for i in 1..4 {
         let r = root_of(&repo);
-        repo.update::<TestObj>(r, |t| t.string = Some(format!("v{i}")))
-            .unwrap();
+        repo.update::<TestObj>(r, |t| t.string = Some(format!("v{i}"))).unwrap();
         commits.push(repo.commit(&format!("v{i}")).unwrap());
     }
     for (i, &c) in commits.iter().enumerate() {
         repo.checkout(Checkout::branch(MASTER).commit(c)).unwrap();
         assert_eq!(repo.current(), Some(&Current::Detached(c)));
         let r = root_of(&repo);
-        assert_eq!(
-            repo.get::<TestObj>(r).unwrap().string,
-            Some(format!("v{i}"))
-        );
-        let err = repo
-            .update::<TestObj>(r, |t| t.integer = Some(1))
-            .unwrap_err();
+        assert_eq!(repo.get::<TestObj>(r).unwrap().string, Some(format!("v{i}")));
+        let err = repo.update::<TestObj>(r, |t| t.integer = Some(1)).unwrap_err();
         assert!(matches!(err, Error::ReadOnly(_)), "{err}");
         assert!(matches!(repo.commit("no"), Err(Error::ReadOnly(_))));
     }
-    repo.checkout(Checkout::branch(MASTER).commit(commits[1]))
-        .unwrap();
+    repo.checkout(Checkout::branch(MASTER).commit(commits[1])).unwrap();
     repo.branch(Some("from-v1")).unwrap();
     let r = root_of(&repo);
     repo.update::<TestObj>(r, |t| t.integer = Some(7)).unwrap();
     let c = repo.commit("edit v1").unwrap();
-    assert_eq!(
-        repo.commit_info(c).unwrap().first_parent(),
-        Some(commits[1])
-    );
+    assert_eq!(repo.commit_info(c).unwrap().first_parent(), Some(commits[1]));
     let stranger = Key::from_hex("00112233445566778899AABBCCDDEEFF00112233").unwrap();
-    assert!(matches!(
-        repo.checkout(Checkout::branch(MASTER).commit(stranger)),
-        Err(Error::UnknownCommit { .. })
-    ));
+    assert!(matches!(repo.checkout(Checkout::branch(MASTER).commit(stranger)), Err(Error::UnknownCommit { .. })));
     let both = Checkout::branch(MASTER).commit(commits[0]).older_than(1.0);
     assert!(repo.checkout(both).is_err());
 }
@@ -391,38 +278,20 @@ fn checkout_by_commit_id() {
 #[test]
 fn checkout_by_date() {
     let mut repo = repo();
-    let obj = repo
-        .create(&TestObj {
-            integer: Some(0),
-            ..Default::default()
-        })
-        .unwrap();
+    let obj = repo.create(&TestObj { integer: Some(0), ..Default::default() }).unwrap();
     repo.set_root(obj).unwrap();
     let mut commits = vec![repo.commit_at("0", 100.0).unwrap()];
     for i in 1..5 {
         let r = root_of(&repo);
         repo.update::<TestObj>(r, |t| t.integer = Some(i)).unwrap();
-        commits.push(
-            repo.commit_at(&i.to_string(), 100.0 + f64::from(i) * 10.0)
-                .unwrap(),
-        );
+        commits.push(repo.commit_at(&i.to_string(), 100.0 + f64::from(i) * 10.0).unwrap());
     }
     for (date, expect) in [(100.0, 0), (125.0, 2), (130.0, 3), (1e12, 4)] {
-        repo.checkout(Checkout::branch(MASTER).older_than(date))
-            .unwrap();
-        assert_eq!(
-            repo.current(),
-            Some(&Current::Detached(commits[expect as usize]))
-        );
-        assert_eq!(
-            repo.get::<TestObj>(root_of(&repo)).unwrap().integer,
-            Some(expect)
-        );
+        repo.checkout(Checkout::branch(MASTER).older_than(date)).unwrap();
+        assert_eq!(repo.current(), Some(&Current::Detached(commits[expect as usize])));
+        assert_eq!(repo.get::<TestObj>(root_of(&repo)).unwrap().integer, Some(expect));
     }
-    assert!(
-        repo.checkout(Checkout::branch(MASTER).older_than(99.0))
-            .is_err()
-    );
+    assert!(repo.checkout(Checkout::branch(MASTER).older_than(99.0)).is_err());
 }
 
 /// Spec §7.1 `test_checkout_excluded` ★: excluded types are not loaded, the rest is; excluding
@@ -432,36 +301,22 @@ fn checkout_excluded_types() {
     let (mut repo, _, _) = address_book();
     repo.commit("first").unwrap();
     let person_type = TypeId::of::<Person>();
-    repo.checkout(Checkout::branch(MASTER).excluded_types([person_type]))
-        .unwrap();
+    repo.checkout(Checkout::branch(MASTER).excluded_types([person_type])).unwrap();
     let root = root_of(&repo);
     assert_eq!(repo.workspace_len(), 1);
     assert!(repo.children(root).unwrap().is_empty());
     let book: AddressLink = repo.get(root).unwrap();
     assert_eq!(book.person.len(), 2);
-    assert!(
-        repo.resolve(&book.person[0]).is_none(),
-        "excluded objects are not loaded"
-    );
-    repo.update::<AddressLink>(root, |b| b.title = Some("edited".into()))
-        .unwrap();
+    assert!(repo.resolve(&book.person[0]).is_none(), "excluded objects are not loaded");
+    repo.update::<AddressLink>(root, |b| b.title = Some("edited".into())).unwrap();
     let c = repo.commit("edit with persons excluded").unwrap();
-    repo.checkout(Checkout::branch(MASTER).excluded_types([]))
-        .unwrap();
+    repo.checkout(Checkout::branch(MASTER).excluded_types([])).unwrap();
     assert_eq!(repo.workspace_len(), 3);
     let book: AddressLink = repo.get(root_of(&repo)).unwrap();
     assert_eq!(book.title.as_deref(), Some("edited"));
-    assert_eq!(
-        repo.get::<Person>(repo.resolve(&book.person[1]).unwrap())
-            .unwrap()
-            .name
-            .as_deref(),
-        Some("John")
-    );
+    assert_eq!(repo.get::<Person>(repo.resolve(&book.person[1]).unwrap()).unwrap().name.as_deref(), Some("John"));
     let _ = c;
-    let err = repo
-        .checkout(Checkout::branch(MASTER).excluded_types([TypeId::of::<AddressLink>()]))
-        .unwrap_err();
+    let err = repo.checkout(Checkout::branch(MASTER).excluded_types([TypeId::of::<AddressLink>()])).unwrap_err();
     assert!(err.to_string().contains("root"), "{err}");
 }
 
@@ -489,33 +344,14 @@ fn transfer_between_repositories() {
     let (mut source, _, [p1, _]) = address_book();
     source.commit("source").unwrap();
     let mut target = repo();
-    let copy = target
-        .import_from(
-            &source,
-            source
-                .object_by_key(&source.object_key(p1).unwrap().unwrap())
-                .unwrap(),
-        )
-        .unwrap();
-    assert_eq!(
-        target.get::<Person>(copy).unwrap(),
-        source.get::<Person>(p1).unwrap()
-    );
-    let list = target
-        .create(&ListObj {
-            items: vec![target.link(copy).unwrap()],
-        })
-        .unwrap();
+    let copy =
+        target.import_from(&source, source.object_by_key(&source.object_key(p1).unwrap().unwrap()).unwrap()).unwrap();
+    assert_eq!(target.get::<Person>(copy).unwrap(), source.get::<Person>(p1).unwrap());
+    let list = target.create(&ListObj { items: vec![target.link(copy).unwrap()] }).unwrap();
     target.set_root(list).unwrap();
     target.commit("copied").unwrap();
-    target
-        .update::<Person>(copy, |p| p.name = Some("changed in target".into()))
-        .unwrap();
-    assert_eq!(
-        source.get::<Person>(p1).unwrap().name.as_deref(),
-        Some("David"),
-        "the source is untouched"
-    );
+    target.update::<Person>(copy, |p| p.name = Some("changed in target".into())).unwrap();
+    assert_eq!(source.get::<Person>(p1).unwrap().name.as_deref(), Some("David"), "the source is untouched");
     // A modified source object must be committed before copying.
     let fresh = source.create(&person("new", 9)).unwrap();
     assert!(target.import_from(&source, fresh).is_err());
@@ -526,15 +362,9 @@ fn transfer_between_repositories() {
 fn clearing_links_removes_edges() {
     let (mut repo, root, [p1, p2]) = address_book();
     repo.commit("first").unwrap();
-    repo.update::<AddressLink>(root, |b| b.owner = None)
-        .unwrap();
-    assert_eq!(
-        repo.parents(p1).unwrap(),
-        vec![root],
-        "still linked from the list"
-    );
-    repo.update::<AddressLink>(root, |b| b.person.clear())
-        .unwrap();
+    repo.update::<AddressLink>(root, |b| b.owner = None).unwrap();
+    assert_eq!(repo.parents(p1).unwrap(), vec![root], "still linked from the list");
+    repo.update::<AddressLink>(root, |b| b.person.clear()).unwrap();
     assert!(repo.children(root).unwrap().is_empty());
     assert!(repo.parents(p1).unwrap().is_empty());
     assert!(repo.parents(p2).unwrap().is_empty());
@@ -548,9 +378,7 @@ fn clearing_links_removes_edges() {
 #[test]
 fn deleting_links_preserves_order() {
     let mut repo = repo();
-    let items: Vec<ObjectId> = (0..6)
-        .map(|i| repo.create(&kv(&format!("k{i}"), "v")).unwrap())
-        .collect();
+    let items: Vec<ObjectId> = (0..6).map(|i| repo.create(&kv(&format!("k{i}"), "v")).unwrap()).collect();
     let links = items.iter().map(|&i| repo.link(i).unwrap()).collect();
     let list = repo.create(&ListObj { items: links }).unwrap();
     repo.set_root(list).unwrap();
@@ -587,12 +415,7 @@ fn deleting_links_preserves_order() {
 fn checked_out_root_is_clean() {
     let mut repo = repo();
     let t = repo
-        .create(&TestObj {
-            string: Some("s".into()),
-            integer: Some(1),
-            float: Some(1.5),
-            ..Default::default()
-        })
+        .create(&TestObj { string: Some("s".into()), integer: Some(1), float: Some(1.5), ..Default::default() })
         .unwrap();
     repo.set_root(t).unwrap();
     repo.commit("one").unwrap();
@@ -609,25 +432,16 @@ fn checked_out_root_is_clean() {
 #[test]
 fn reset_same_value() {
     let mut repo = repo();
-    let t = repo
-        .create(&TestObj {
-            string: Some("same".into()),
-            ..Default::default()
-        })
-        .unwrap();
+    let t = repo.create(&TestObj { string: Some("same".into()), ..Default::default() }).unwrap();
     repo.set_root(t).unwrap();
     repo.commit("one").unwrap();
     let key = repo.object_key(t).unwrap();
-    repo.update::<TestObj>(t, |o| o.string = Some("same".into()))
-        .unwrap();
+    repo.update::<TestObj>(t, |o| o.string = Some("same".into())).unwrap();
     assert!(repo.is_modified(t).unwrap());
     repo.commit("two").unwrap();
     assert!(!repo.is_modified(t).unwrap());
     assert_eq!(repo.object_key(t).unwrap(), key);
-    assert_eq!(
-        repo.get::<TestObj>(t).unwrap().string.as_deref(),
-        Some("same")
-    );
+    assert_eq!(repo.get::<TestObj>(t).unwrap().string.as_deref(), Some("same"));
 }
 
 /// Spec §7.9 item 6: modifying a child marks every ancestor up to the root modified, and leaves
@@ -637,21 +451,12 @@ fn modification_propagates_to_ancestors() {
     let mut repo = repo();
     let leaf = repo.create(&kv("a", "1")).unwrap();
     let sibling = repo.create(&kv("b", "2")).unwrap();
-    let mid = repo
-        .create(&ListObj {
-            items: vec![repo.link(leaf).unwrap()],
-        })
-        .unwrap();
-    let top = repo
-        .create(&ListObj {
-            items: vec![repo.link(mid).unwrap(), repo.link(sibling).unwrap()],
-        })
-        .unwrap();
+    let mid = repo.create(&ListObj { items: vec![repo.link(leaf).unwrap()] }).unwrap();
+    let top = repo.create(&ListObj { items: vec![repo.link(mid).unwrap(), repo.link(sibling).unwrap()] }).unwrap();
     repo.set_root(top).unwrap();
     repo.commit("tree").unwrap();
     let sibling_key = repo.object_key(sibling).unwrap();
-    repo.update::<KeyValue>(leaf, |k| k.value = "changed".into())
-        .unwrap();
+    repo.update::<KeyValue>(leaf, |k| k.value = "changed".into()).unwrap();
     for id in [leaf, mid, top] {
         assert!(repo.is_modified(id).unwrap());
     }
@@ -665,34 +470,22 @@ fn modification_propagates_to_ancestors() {
 #[test]
 fn treeish() {
     let mut repo = repo();
-    let t = repo
-        .create(&TestObj {
-            integer: Some(0),
-            ..Default::default()
-        })
-        .unwrap();
+    let t = repo.create(&TestObj { integer: Some(0), ..Default::default() }).unwrap();
     repo.set_root(t).unwrap();
     let c1 = repo.commit_at("c1", 1.0).unwrap();
     repo.branch(Some("side")).unwrap();
     let r = root_of(&repo);
-    repo.update::<TestObj>(r, |o| o.string = Some("side".into()))
-        .unwrap();
+    repo.update::<TestObj>(r, |o| o.string = Some("side".into())).unwrap();
     let d1 = repo.commit_at("d1", 2.0).unwrap();
     repo.checkout(Checkout::branch(MASTER)).unwrap();
     let mut chain = vec![c1];
     for i in 2..4 {
         let r = root_of(&repo);
         repo.update::<TestObj>(r, |o| o.integer = Some(i)).unwrap();
-        chain.push(
-            repo.commit_at(&format!("c{i}"), f64::from(i) + 10.0)
-                .unwrap(),
-        );
+        chain.push(repo.commit_at(&format!("c{i}"), f64::from(i) + 10.0).unwrap());
     }
     let outcome = repo.merge("side", dsf::MergePolicy::Manual).unwrap();
-    assert!(
-        matches!(outcome, dsf::MergeOutcome::Merged { ref conflicts } if conflicts.is_empty()),
-        "{outcome:?}"
-    );
+    assert!(matches!(outcome, dsf::MergeOutcome::Merged { ref conflicts } if conflicts.is_empty()), "{outcome:?}");
     let m = repo.commit_at("merge", 20.0).unwrap();
     let (c2, c3) = (chain[1], chain[2]);
     let resolve = |t: &str| repo.resolve_treeish(t, MASTER);
@@ -712,36 +505,22 @@ fn treeish() {
     let merge = repo.commit_info(m).unwrap();
     assert_eq!(merge.parents[0].relationship, Relationship::Parent);
     assert_eq!(merge.parents[1].relationship, Relationship::MergedFrom);
-    assert_eq!(
-        repo.log(MASTER)
-            .unwrap()
-            .iter()
-            .map(|c| c.key)
-            .collect::<Vec<_>>(),
-        vec![m, c3, c2, c1]
-    );
+    assert_eq!(repo.log(MASTER).unwrap().iter().map(|c| c.key).collect::<Vec<_>>(), vec![m, c3, c2, c1]);
     assert_eq!(repo.common_ancestor(&[c3, d1]).unwrap(), c1);
 }
 
 /// Two copies of one repository that commit independently; `a` then receives `b`'s head.
 fn diverged() -> (Repository, Key, Key, Key) {
     let mut a = repo();
-    let t = a
-        .create(&TestObj {
-            string: Some("base".into()),
-            ..Default::default()
-        })
-        .unwrap();
+    let t = a.create(&TestObj { string: Some("base".into()), ..Default::default() }).unwrap();
     a.set_root(t).unwrap();
     let base = a.commit_at("base", 10.0).unwrap();
     let mut b = a.clone();
     let ra = root_of(&a);
-    a.update::<TestObj>(ra, |o| o.string = Some("from a".into()))
-        .unwrap();
+    a.update::<TestObj>(ra, |o| o.string = Some("from a".into())).unwrap();
     let ha = a.commit_at("a", 20.0).unwrap();
     let rb = root_of(&b);
-    b.update::<TestObj>(rb, |o| o.string = Some("from b".into()))
-        .unwrap();
+    b.update::<TestObj>(rb, |o| o.string = Some("from b".into())).unwrap();
     let hb = b.commit_at("b", 30.0).unwrap();
     a.add_elements(b.elements().iter().cloned()).unwrap();
     let m = master(&a);
@@ -757,15 +536,8 @@ fn receiving_heads() {
     let m = master(&a);
     assert_eq!(a.get_branch(&m).unwrap().heads, vec![ha, hb]);
     a.receive_heads(&m, &[base, ha, hb]).unwrap();
-    assert_eq!(
-        a.get_branch(&m).unwrap().heads,
-        vec![ha, hb],
-        "known heads change nothing"
-    );
-    assert!(
-        a.commit_head().is_err(),
-        "a divergent branch has no single head"
-    );
+    assert_eq!(a.get_branch(&m).unwrap().heads, vec![ha, hb], "known heads change nothing");
+    assert!(a.commit_head().is_err(), "a divergent branch has no single head");
     let r = root_of(&a);
     a.update::<TestObj>(r, |o| o.integer = Some(1)).unwrap();
     let err = a.commit("on a diverged branch").unwrap_err();
@@ -777,11 +549,7 @@ fn receiving_heads() {
     b.receive_heads("new-branch", &[base]).unwrap();
     assert_eq!(b.get_branch("new-branch").unwrap().heads, vec![base]);
     b.receive_heads("new-branch", &[ha]).unwrap();
-    assert_eq!(
-        b.get_branch("new-branch").unwrap().heads,
-        vec![ha],
-        "fast-forward"
-    );
+    assert_eq!(b.get_branch("new-branch").unwrap().heads, vec![ha], "fast-forward");
 }
 
 /// Spec §7.2 `test_pull_diverge` ★ / §7.9 item 12: checking out a diverged branch merges by
@@ -790,22 +558,13 @@ fn receiving_heads() {
 fn divergence_merges_by_date() {
     let (mut a, _, ha, hb) = diverged();
     a.checkout(Checkout::branch(MASTER)).unwrap();
-    assert_eq!(
-        a.get::<TestObj>(root_of(&a)).unwrap().string.as_deref(),
-        Some("from b")
-    );
+    assert_eq!(a.get::<TestObj>(root_of(&a)).unwrap().string.as_deref(), Some("from b"));
     let heads = a.get_branch(MASTER).unwrap().heads.clone();
     assert_eq!(heads.len(), 1);
     let merge = a.commit_info(heads[0]).unwrap();
     assert_eq!(merge.parents.len(), 2);
-    assert_eq!(
-        (merge.parents[0].relationship, merge.parents[0].commit),
-        (Relationship::Parent, hb)
-    );
-    assert_eq!(
-        (merge.parents[1].relationship, merge.parents[1].commit),
-        (Relationship::MergedFrom, ha)
-    );
+    assert_eq!((merge.parents[0].relationship, merge.parents[0].commit), (Relationship::Parent, hb));
+    assert_eq!((merge.parents[1].relationship, merge.parents[1].commit), (Relationship::MergedFrom, ha));
     assert_eq!(merge.root, a.commit_info(hb).unwrap().root);
 }
 
@@ -816,18 +575,11 @@ fn divergence_merges_by_date() {
 #[test]
 fn divergence_without_auto_merge() {
     let (mut a, base, ha, hb) = diverged();
-    a.checkout(Checkout::branch(MASTER).auto_merge(false))
-        .unwrap();
-    assert_eq!(
-        a.get::<TestObj>(root_of(&a)).unwrap().string.as_deref(),
-        Some("base")
-    );
+    a.checkout(Checkout::branch(MASTER).auto_merge(false)).unwrap();
+    assert_eq!(a.get::<TestObj>(root_of(&a)).unwrap().string.as_deref(), Some("base"));
     assert_eq!(a.merge_states(), &[hb]);
     assert_eq!(a.status(), Status::Modified, "a merge is pending");
-    assert!(
-        a.checkout(Checkout::branch(MASTER)).is_err(),
-        "pending merge counts as dirty"
-    );
+    assert!(a.checkout(Checkout::branch(MASTER)).is_err(), "pending merge counts as dirty");
     let theirs_root = a.commit_info(hb).unwrap().root.unwrap().key;
     let adopted = a.adopt(theirs_root).unwrap();
     let mut merged: TestObj = a.get(adopted).unwrap();
@@ -837,10 +589,7 @@ fn divergence_without_auto_merge() {
     let c = a.commit("merged by hand").unwrap();
     let info = a.commit_info(c).unwrap();
     assert_eq!(
-        info.parents
-            .iter()
-            .map(|p| (p.relationship, p.commit))
-            .collect::<Vec<_>>(),
+        info.parents.iter().map(|p| (p.relationship, p.commit)).collect::<Vec<_>>(),
         vec![(Relationship::Parent, ha), (Relationship::MergedFrom, hb)]
     );
     assert_eq!(a.get_branch(MASTER).unwrap().heads, vec![c]);
@@ -861,30 +610,16 @@ fn common_ancestor_of_branches() {
 fn dynamic_objects() {
     use dsf::prost_reflect::{DynamicMessage, Value};
     let mut repo = repo();
-    let desc = repo
-        .registry()
-        .require(TypeId::of::<Person>())
-        .unwrap()
-        .descriptor
-        .clone();
+    let desc = repo.registry().require(TypeId::of::<Person>()).unwrap().descriptor.clone();
     let mut msg = DynamicMessage::new(desc);
     msg.set_field_by_name("name", Value::String("David".into()));
     msg.set_field_by_name("id", Value::I32(5));
     let id = repo.create_dynamic(&msg).unwrap();
     repo.set_root(id).unwrap();
     repo.commit("dynamic").unwrap();
-    assert_eq!(
-        repo.object_key(id).unwrap().unwrap().to_hex(),
-        "9AF39498F3E359988F9946EC91CD2980F91D02B5"
-    );
-    repo.update_dynamic(id, |m| {
-        m.set_field_by_name("email", Value::String("d@x".into()))
-    })
-    .unwrap();
-    assert_eq!(
-        repo.get::<Person>(id).unwrap().email.as_deref(),
-        Some("d@x")
-    );
+    assert_eq!(repo.object_key(id).unwrap().unwrap().to_hex(), "9AF39498F3E359988F9946EC91CD2980F91D02B5");
+    repo.update_dynamic(id, |m| m.set_field_by_name("email", Value::String("d@x".into()))).unwrap();
+    assert_eq!(repo.get::<Person>(id).unwrap().email.as_deref(), Some("d@x"));
 }
 
 /// A link to nothing, or a placeholder of an earlier checkout, is refused with a clear error.
@@ -902,16 +637,9 @@ fn dangling_links_are_refused() {
     repo.checkout(Checkout::branch(MASTER)).unwrap();
     let modified_link = {
         let r = root_of(&repo);
-        repo.update::<KeyValue>(r, |k| k.value = "c".into())
-            .unwrap();
+        repo.update::<KeyValue>(r, |k| k.value = "c".into()).unwrap();
         repo.link(r).unwrap()
     };
     repo.reset().unwrap();
-    assert!(
-        repo.create(&ListObj {
-            items: vec![modified_link]
-        })
-        .is_err(),
-        "placeholder of an earlier checkout"
-    );
+    assert!(repo.create(&ListObj { items: vec![modified_link] }).is_err(), "placeholder of an earlier checkout");
 }

@@ -19,11 +19,8 @@ fn message() -> Repository {
         title: Some("book".into()),
     };
     let book = repo.create(&book).unwrap();
-    let msg = IonMsg {
-        name: Some("a message".into()),
-        message_object: Some(repo.link(book).unwrap()),
-        ..Default::default()
-    };
+    let msg =
+        IonMsg { name: Some("a message".into()), message_object: Some(repo.link(book).unwrap()), ..Default::default() };
     let root = repo.create(&msg).unwrap();
     repo.set_root(root).unwrap();
     repo.commit("to send").unwrap();
@@ -39,41 +36,15 @@ fn pack_eq_unpack() {
     let registry = Registry::builtin();
     let env = Envelope::decode(&registry, &bytes).unwrap();
     assert_eq!(env.head.ty(), TypeId::ION_MSG);
-    assert_eq!(
-        env.items.len(),
-        3,
-        "book and two persons; the commit is not sent"
-    );
+    assert_eq!(env.items.len(), 3, "book and two persons; the commit is not sent");
     assert!(env.items.values().all(|e| e.ty() != TypeId::COMMIT));
 
     let got = structure::unpack(&registry, &bytes, &[]).unwrap();
     let (a, b) = (sent.root().unwrap(), got.root().unwrap());
-    assert_eq!(
-        sent.get::<IonMsg>(a).unwrap(),
-        got.get::<IonMsg>(b).unwrap()
-    );
-    let book_a = sent
-        .resolve(
-            sent.get::<IonMsg>(a)
-                .unwrap()
-                .message_object
-                .as_ref()
-                .unwrap(),
-        )
-        .unwrap();
-    let book_b = got
-        .resolve(
-            got.get::<IonMsg>(b)
-                .unwrap()
-                .message_object
-                .as_ref()
-                .unwrap(),
-        )
-        .unwrap();
-    let (la, lb) = (
-        sent.get::<AddressLink>(book_a).unwrap(),
-        got.get::<AddressLink>(book_b).unwrap(),
-    );
+    assert_eq!(sent.get::<IonMsg>(a).unwrap(), got.get::<IonMsg>(b).unwrap());
+    let book_a = sent.resolve(sent.get::<IonMsg>(a).unwrap().message_object.as_ref().unwrap()).unwrap();
+    let book_b = got.resolve(got.get::<IonMsg>(b).unwrap().message_object.as_ref().unwrap()).unwrap();
+    let (la, lb) = (sent.get::<AddressLink>(book_a).unwrap(), got.get::<AddressLink>(book_b).unwrap());
     assert_eq!(la, lb);
     assert_eq!(lb.person.len() + usize::from(lb.owner.is_some()), 3);
     assert_eq!(got.children(book_b).unwrap().len(), 2);
@@ -84,24 +55,14 @@ fn pack_eq_unpack() {
         );
     }
     let c = got.get_branch(dsf::MASTER_BRANCH).unwrap().heads[0];
-    assert_eq!(
-        got.commit_info(c).unwrap().comment,
-        structure::UNPACK_COMMENT
-    );
+    assert_eq!(got.commit_info(c).unwrap().comment, structure::UNPACK_COMMENT);
 }
 
 /// Spec §7.3 `test_unpack_error` ★: garbage bytes are a codec error, never a panic.
 #[test]
 fn garbage_is_a_codec_error() {
     let registry = Registry::builtin();
-    for garbage in [
-        &b"not a structure"[..],
-        b"",
-        b"\x0a",
-        b"\x0a\x05hello",
-        b"\x12\x00",
-        &[0xff; 64],
-    ] {
+    for garbage in [&b"not a structure"[..], b"", b"\x0a", b"\x0a\x05hello", b"\x12\x00", &[0xff; 64]] {
         let err = structure::unpack(&registry, garbage, &[]).unwrap_err();
         assert!(matches!(err, Error::Codec { .. }), "{garbage:?}: {err}");
     }
@@ -125,34 +86,22 @@ fn missing_links_need_exclusion() {
     let sent = message();
     let person = TypeId::of::<Person>();
     let mut partial = Repository::with_key(Registry::builtin(), sent.key(), HashAlgorithm::Sha1);
-    partial
-        .add_elements(sent.elements().iter().filter(|e| e.ty() != person).cloned())
-        .unwrap();
+    partial.add_elements(sent.elements().iter().filter(|e| e.ty() != person).cloned()).unwrap();
     let head = sent.get_branch(dsf::MASTER_BRANCH).unwrap().heads[0];
     let master = partial.get_branch(dsf::MASTER_BRANCH).unwrap().key.clone();
     partial.receive_heads(&master, &[head]).unwrap();
 
-    let err = partial
-        .checkout(dsf::Checkout::branch(dsf::MASTER_BRANCH))
-        .unwrap_err();
+    let err = partial.checkout(dsf::Checkout::branch(dsf::MASTER_BRANCH)).unwrap_err();
     assert!(matches!(err, Error::MissingElement { .. }), "{err}");
-    partial
-        .checkout(dsf::Checkout::branch(dsf::MASTER_BRANCH).excluded_types([person]))
-        .unwrap();
+    partial.checkout(dsf::Checkout::branch(dsf::MASTER_BRANCH).excluded_types([person])).unwrap();
     assert_eq!(partial.workspace_len(), 2, "IonMsg and AddressLink");
 
     let err = structure::pack(&partial, &[]).unwrap_err();
-    assert!(
-        err.to_string().contains("not found (and not excluded)"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("not found (and not excluded)"), "{err}");
     let bytes = structure::pack(&partial, &[person]).unwrap();
     let got = structure::unpack(&Registry::builtin(), &bytes, &[person]).unwrap();
     assert_eq!(got.workspace_len(), 2);
-    assert_eq!(
-        got.elements().iter().filter(|e| e.ty() == person).count(),
-        0
-    );
+    assert_eq!(got.elements().iter().filter(|e| e.ty() == person).count(), 0);
 }
 
 /// Spec §1.5 [QUIRK] / §7.9 item 15: elements carried as data are double wrapped: the outer
@@ -165,40 +114,22 @@ fn double_wrapping() {
     assert_eq!(outer.ty(), TypeId::STRUCTURE_ELEMENT);
     assert!(outer.is_leaf());
     assert_eq!(outer.value().as_ref(), inner.encode().as_slice());
-    assert_eq!(
-        outer.key(),
-        HashAlgorithm::Sha1.element_key(&inner.encode(), TypeId::new(1, 1))
-    );
+    assert_eq!(outer.key(), HashAlgorithm::Sha1.element_key(&inner.encode(), TypeId::new(1, 1)));
     assert_eq!(structure::unwrap(&registry, &outer).unwrap(), inner);
 
     // A BlobsMessage whose blob_elements link to wrapped elements travels in an envelope.
     let mut msg_repo = repo();
-    let wrapped = msg_repo
-        .create_encoded(TypeId::STRUCTURE_ELEMENT, outer.value().clone())
-        .unwrap();
-    let blobs = msg_repo
-        .create(&BlobsMessage {
-            blob_elements: vec![msg_repo.link(wrapped).unwrap()],
-        })
-        .unwrap();
-    let ion = msg_repo
-        .create(&IonMsg {
-            message_object: Some(msg_repo.link(blobs).unwrap()),
-            ..Default::default()
-        })
-        .unwrap();
+    let wrapped = msg_repo.create_encoded(TypeId::STRUCTURE_ELEMENT, outer.value().clone()).unwrap();
+    let blobs = msg_repo.create(&BlobsMessage { blob_elements: vec![msg_repo.link(wrapped).unwrap()] }).unwrap();
+    let ion =
+        msg_repo.create(&IonMsg { message_object: Some(msg_repo.link(blobs).unwrap()), ..Default::default() }).unwrap();
     msg_repo.set_root(ion).unwrap();
     msg_repo.commit("blobs").unwrap();
     let bytes = structure::pack(&msg_repo, &[]).unwrap();
     let got = structure::unpack(&registry, &bytes, &[]).unwrap();
     let root = got.get::<IonMsg>(got.root().unwrap()).unwrap();
-    let blobs = got
-        .get::<BlobsMessage>(got.resolve(root.message_object.as_ref().unwrap()).unwrap())
-        .unwrap();
-    let carried = got
-        .elements()
-        .get(&dsf::Key::from_slice(&blobs.blob_elements[0].key).unwrap())
-        .unwrap();
+    let blobs = got.get::<BlobsMessage>(got.resolve(root.message_object.as_ref().unwrap()).unwrap()).unwrap();
+    let carried = got.elements().get(&dsf::Key::from_slice(&blobs.blob_elements[0].key).unwrap()).unwrap();
     assert_eq!(structure::unwrap(&registry, carried).unwrap(), inner);
     let wrong = structure::unwrap(&registry, &inner).unwrap_err();
     assert!(matches!(wrong, Error::Codec { .. }), "{wrong}");
