@@ -33,7 +33,10 @@ fn main() -> anyhow::Result<()> {
     // Meanwhile on master: a phone number for Ann and a different email for Bob.
     repo.checkout(Checkout::branch(MASTER))?;
     edit_person(&mut repo, 0, |p| {
-        p.phone.push(person::PhoneNumber { number: Some("555-0100".into()), r#type: Some(person::PhoneType::Mobile as i32) })
+        p.phone.push(person::PhoneNumber {
+            number: Some("555-0100".into()),
+            r#type: Some(person::PhoneType::Mobile as i32),
+        })
     })?;
     edit_person(&mut repo, 1, |p| p.email = Some("bob@home.example".into()))?;
     repo.commit("ann's phone; bob's home address")?;
@@ -68,7 +71,8 @@ fn main() -> anyhow::Result<()> {
 
     println!("\nlog of master:");
     for c in repo.log(MASTER)? {
-        let parents = c.parents.iter().map(|p| format!("{:?} {}", p.relationship, &p.commit.to_hex()[..8])).collect::<Vec<_>>();
+        let parents =
+            c.parents.iter().map(|p| format!("{:?} {}", p.relationship, &p.commit.to_hex()[..8])).collect::<Vec<_>>();
         println!("  {}  {:<45} parents: {}", &c.key.to_hex()[..8], c.comment, parents.join(", "));
     }
     Ok(())

@@ -149,7 +149,7 @@ impl Element {
 }
 
 fn varint_len(v: u64) -> usize {
-    ((64 - (v | 1).leading_zeros() as usize) + 6) / 7
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// The distinct child keys of a value of type `ty`, in first-occurrence order.

@@ -110,7 +110,7 @@ impl Key {
 
     /// A key from hexadecimal (either case).
     pub fn from_hex(hex: &str) -> Option<Key> {
-        if hex.len() % 2 != 0 {
+        if !hex.len().is_multiple_of(2) {
             return None;
         }
         let raw: Option<Vec<u8>> =

@@ -430,10 +430,10 @@ impl Repository {
     /// Starts a new branch at the current commit and makes it current (re-attaching a detached
     /// workspace, which becomes writable). Returns the new branch key.
     pub fn branch(&mut self, nickname: Option<&str>) -> Result<String> {
-        if let Some(n) = nickname {
-            if self.nicknames.contains_key(n) {
-                return Err(Error::state(format!("a branch is already nicknamed {n:?}")));
-            }
+        if let Some(n) = nickname
+            && self.nicknames.contains_key(n)
+        {
+            return Err(Error::state(format!("a branch is already nicknamed {n:?}")));
         }
         let heads = match &self.current {
             Some(Current::Branch(k)) => {

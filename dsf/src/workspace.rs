@@ -119,7 +119,7 @@ impl Workspace {
     }
 
     /// The node a placeholder names, if it is one of this generation.
-    fn from_placeholder(&self, raw: &[u8]) -> Option<Option<u32>> {
+    fn placeholder_target(&self, raw: &[u8]) -> Option<Option<u32>> {
         if raw.len() != PLACEHOLDER_LEN || raw[..4] != PLACEHOLDER_TAG {
             return None;
         }
@@ -200,7 +200,7 @@ impl Workspace {
 
     /// Resolves the key bytes of a link to a loaded node.
     pub(crate) fn resolve(&self, raw: &[u8]) -> Option<ObjectId> {
-        match self.from_placeholder(raw) {
+        match self.placeholder_target(raw) {
             Some(found) => found.map(|i| self.id(i)),
             None => Key::from_slice(raw).and_then(|k| self.by_key.get(&k)).map(|&i| self.id(i)),
         }
@@ -289,7 +289,7 @@ impl Workspace {
         let mut out = Vec::new();
         let mut seen = HashSet::new();
         for (bytes, link_ty) in raw {
-            let i = match self.from_placeholder(&bytes) {
+            let i = match self.placeholder_target(&bytes) {
                 Some(Some(i)) => i,
                 Some(None) => {
                     return Err(Error::InvalidHandle(format!("placeholder of an earlier checkout in a {ty} link")));
@@ -457,7 +457,7 @@ impl Workspace {
                 self.registry.plans(),
                 plan,
                 &mut |l: RawLink<'_>| {
-                    let (key, isleaf) = match this.from_placeholder(l.key) {
+                    let (key, isleaf) = match this.placeholder_target(l.key) {
                         Some(Some(c)) => {
                             let k = nodes[c as usize].key.expect("children are committed first");
                             (k, elements.get(&k).map_or(l.isleaf, |e| e.is_leaf()))

@@ -4,7 +4,7 @@
 //! This crate owns wire types only. It knows nothing of keys, repositories or stores; the
 //! `dsf` crate maps these types to its own domain types at its boundary.
 
-#![allow(missing_docs, clippy::doc_lazy_continuation, clippy::large_enum_variant)]
+#![allow(missing_docs, clippy::doc_lazy_continuation, clippy::large_enum_variant, clippy::module_inception)]
 
 /// A message that is a DSF object type: it declares `_MessageTypeIdentifier { _ID; _VERSION }`.
 pub trait Identified: prost::Message + Default {

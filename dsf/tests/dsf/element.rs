@@ -141,3 +141,46 @@ fn garbage_element_is_a_codec_error() {
         );
     }
 }
+
+/// Spec §7.1 `test_setitem_getitem` ★ and `test_update_1_get_2`, for the repository's element
+/// index: a stored element reads back, a missing key reads as absent and adds nothing, and
+/// insertion is idempotent with exact byte accounting. (ION's process-wide weak cache shared
+/// between indexes belongs to the workbench, not to the repository.)
+#[test]
+fn element_index_set_get() {
+    let registry = Registry::builtin();
+    let mut index = dsf::Elements::default();
+    let e = Element::from_message(HashAlgorithm::Sha1, &registry, &person("David", 5)).unwrap();
+    assert!(index.get(&e.key()).is_none());
+    assert!(index.is_empty());
+    assert!(index.insert(e.clone()));
+    assert!(!index.insert(e.clone()), "same key, same content: inserted once");
+    assert_eq!(index.get(&e.key()), Some(&e));
+    assert_eq!((index.len(), index.bytes()), (1, e.encoded_len()));
+    let missing = HashAlgorithm::Sha1.element_key(b"nothing", TypeId::of::<Person>());
+    assert!(index.get(&missing).is_none());
+    assert_eq!(index.len(), 1, "a failed lookup adds nothing");
+    assert_eq!(index.remove(&e.key()), Some(e));
+    assert_eq!((index.len(), index.bytes()), (0, 0));
+}
+
+/// `reachable` lists every key under the roots once, and does not descend into excluded types.
+#[test]
+fn reachable_respects_exclusions() {
+    let registry = Registry::builtin();
+    let leaf = Element::from_message(HashAlgorithm::Sha1, &registry, &person("a", 1)).unwrap();
+    let link = dsf::proto::prelude::CasRef {
+        key: leaf.key().as_bytes().to_vec(),
+        r#type: dsf::proto::prelude::GpbType { object_id: 20001, version: 1 },
+        isleaf: true,
+    };
+    let book = AddressLink { person: vec![link.clone(), link], owner: None, title: None };
+    let book = Element::from_message(HashAlgorithm::Sha1, &registry, &book).unwrap();
+    let mut index = dsf::Elements::default();
+    index.insert(leaf.clone());
+    index.insert(book.clone());
+    assert_eq!(index.reachable(&[book.key()], &[]), vec![book.key(), leaf.key()]);
+    let excluded = [TypeId::of::<AddressLink>()];
+    assert_eq!(index.reachable(&[book.key()], &excluded), vec![book.key(), leaf.key()], "roots always descend");
+    assert_eq!(index.reachable(&[leaf.key()], &[]), vec![leaf.key()]);
+}
