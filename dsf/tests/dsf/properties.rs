@@ -26,6 +26,12 @@ fn fail(msg: impl Into<String>) -> TestCaseError {
     TestCaseError::fail(msg.into())
 }
 
+/// Cases per property: modest, so the module stays fast in debug builds. Failures are not
+/// persisted to files: the minimal cases found are kept below as ordinary tests.
+fn config() -> ProptestConfig {
+    ProptestConfig { failure_persistence: None, ..ProptestConfig::with_cases(64) }
+}
+
 // ----- the model --------------------------------------------------------------------------------
 
 /// The content of one model node; links are indices of other nodes.
@@ -236,6 +242,21 @@ fn graph() -> impl Strategy<Value = Graph> {
     graph_with(finite_float().boxed())
 }
 
+/// A graph of one leaf object.
+fn leaf_graph() -> impl Strategy<Value = Graph> {
+    leaf_strategy(finite_float().boxed()).prop_map(|c| Graph { nodes: vec![c], root: 0, shared: 0 })
+}
+
+/// Floats including NaN and both zeros.
+fn special_float() -> impl Strategy<Value = f32> {
+    prop_oneof![1 => finite_float(), 1 => Just(f32::NAN), 1 => Just(0.0f32), 1 => Just(-0.0f32)]
+}
+
+/// Graphs whose floats include NaN and both zeros.
+fn special_graph() -> impl Strategy<Value = Graph> {
+    graph_with(special_float().boxed())
+}
+
 // ----- building and checking graphs in a repository ---------------------------------------------
 
 fn link_of(repo: &Repository, ids: &HashMap<usize, ObjectId>, i: usize) -> TResult<CasRef> {
@@ -437,8 +458,8 @@ enum Side {
 impl Side {
     fn tag(self) -> &'static str {
         match self {
-            Side::A => "A",
-            Side::B => "B",
+            Side::A => "a",
+            Side::B => "b",
         }
     }
 
@@ -449,26 +470,39 @@ impl Side {
         }
     }
 
-    /// A float differing (bitwise) from `old`.
-    fn float(self, old: Option<f32>) -> f32 {
-        let candidates = match self {
-            Side::A => [1.5f32, 2.5],
-            Side::B => [3.5f32, 4.5],
+    /// A float differing (bitwise) from `old`; `special` writes signed zeros and NaN.
+    fn float(self, old: Option<f32>, special: bool) -> f32 {
+        let candidates = match (self, special) {
+            (Side::A, false) => [1.5f32, 2.5],
+            (Side::B, false) => [3.5f32, 4.5],
+            (Side::A, true) => [-0.0f32, f32::NAN],
+            (Side::B, true) => [0.0f32, 1.0],
         };
         if old.map(f32::to_bits) == Some(candidates[0].to_bits()) { candidates[1] } else { candidates[0] }
     }
 }
 
 /// An edit: which reachable node (among the eligible ones) and which field (modulo the fields
-/// the type has).
+/// the type has); `special_float` edits of float fields write signed zeros and NaN.
 #[derive(Debug, Clone, Copy)]
 struct Edit {
-    target: Index,
+    /// Modulo the number of eligible nodes.
+    target: usize,
+    /// Modulo the number of fields of the target's type.
     field: usize,
+    special_float: bool,
 }
 
 fn edit_strategy() -> impl Strategy<Value = Edit> {
-    (any::<Index>(), 0usize..64).prop_map(|(target, field)| Edit { target, field })
+    (0usize..1024, 0usize..64).prop_map(|(target, field)| Edit { target, field, special_float: false })
+}
+
+fn special_float_edit_strategy() -> impl Strategy<Value = Edit> {
+    (0usize..1024, 0usize..64, any::<bool>()).prop_map(|(target, field, special_float)| Edit {
+        target,
+        field,
+        special_float,
+    })
 }
 
 fn append(s: &mut Option<String>, tag: &str) {
@@ -500,27 +534,30 @@ fn edit_person(p: &mut Person, field: usize, side: Side) -> &'static str {
 }
 
 fn edit_key_value(kv: &mut KeyValue, field: usize, side: Side) -> &'static str {
-    if field % 2 == 0 {
-        kv.key.push_str(side.tag());
-        "key"
-    } else {
-        kv.value.push_str(side.tag());
-        "value"
+    match field % 2 {
+        0 => {
+            kv.key.push_str(side.tag());
+            "key"
+        }
+        _ => {
+            kv.value.push_str(side.tag());
+            "value"
+        }
     }
 }
 
-fn edit_test_obj(t: &mut TestObj, field: usize, side: Side) -> &'static str {
-    match field % 6 {
+fn edit_test_obj(t: &mut TestObj, edit: Edit, side: Side) -> &'static str {
+    match edit.field % 6 {
         0 => {
             append(&mut t.string, side.tag());
             "string"
         }
         1 => {
-            t.integer = Some(t.integer.unwrap_or(0).wrapping_add(side.delta()) | 8);
+            t.integer = Some(t.integer.unwrap_or(0).wrapping_add(side.delta()));
             "integer"
         }
         2 => {
-            t.float = Some(side.float(t.float));
+            t.float = Some(side.float(t.float, edit.special_float));
             "float"
         }
         3 => {
@@ -532,15 +569,91 @@ fn edit_test_obj(t: &mut TestObj, field: usize, side: Side) -> &'static str {
             "integers"
         }
         _ => {
-            t.floats.push(side.float(None));
+            t.floats.push(side.float(None, edit.special_float));
             "floats"
         }
     }
 }
 
-/// Applies an edit to the repository (through `update`) and to the model (to every model node
-/// that is the same object). `scalar_only` leaves out `ListObj`, whose only edit adds a link to
-/// a new `KeyValue`. Returns the object and field edited, or `None` if no node is eligible.
+fn field_name(c: &Content, field: usize) -> &'static str {
+    match c {
+        Content::Person(_) => ["name", "id", "email", "phone"][field % 4],
+        Content::KeyValue(_) => ["key", "value"][field % 2],
+        Content::TestObj(_) => ["string", "integer", "float", "strings", "integers", "floats"][field % 6],
+        Content::Addr { .. } => "title",
+        Content::List(_) => "items",
+    }
+}
+
+/// The node an edit targets among `candidates` (sorted); `scalar_only` leaves out `ListObj`,
+/// whose only edit adds a link to a new `KeyValue`.
+fn edit_target(g: &Graph, candidates: impl IntoIterator<Item = usize>, edit: Edit, scalar_only: bool) -> Option<usize> {
+    let mut eligible: Vec<usize> =
+        candidates.into_iter().filter(|&i| !(scalar_only && matches!(g.nodes[i], Content::List(_)))).collect();
+    eligible.sort_unstable();
+    eligible.dedup();
+    (!eligible.is_empty()).then(|| eligible[edit.target % eligible.len()])
+}
+
+/// Applies an edit to the model nodes `members` (one object); a `ListObj` edit appends the new
+/// `KeyValue` node and returns its index.
+fn edit_model(g: &mut Graph, members: &[usize], edit: Edit, side: Side) -> Option<usize> {
+    let new = match g.nodes[members[0]] {
+        Content::List(_) => {
+            g.nodes.push(Content::KeyValue(new_key_value(edit, side)));
+            Some(g.nodes.len() - 1)
+        }
+        _ => None,
+    };
+    for &m in members {
+        match &mut g.nodes[m] {
+            Content::Person(p) => {
+                edit_person(p, edit.field, side);
+            }
+            Content::KeyValue(kv) => {
+                edit_key_value(kv, edit.field, side);
+            }
+            Content::TestObj(t) => {
+                edit_test_obj(t, edit, side);
+            }
+            Content::Addr { title, .. } => append(title, side.tag()),
+            Content::List(items) => items.push(new.expect("pushed")),
+        }
+    }
+    new
+}
+
+fn new_key_value(edit: Edit, side: Side) -> KeyValue {
+    KeyValue { key: side.tag().into(), value: ["", "a", "b"][edit.field % 3].into() }
+}
+
+/// Applies the same edit to the object `id` (of the type of `c`) through `update`; a `ListObj`
+/// edit creates the new `KeyValue` and returns it.
+fn edit_repo(repo: &mut Repository, id: ObjectId, c: &Content, edit: Edit, side: Side) -> TResult<Option<ObjectId>> {
+    match c {
+        Content::Person(_) => repo.update::<Person>(id, |p| {
+            edit_person(p, edit.field, side);
+        })?,
+        Content::KeyValue(_) => repo.update::<KeyValue>(id, |kv| {
+            edit_key_value(kv, edit.field, side);
+        })?,
+        Content::TestObj(_) => repo.update::<TestObj>(id, |t| {
+            edit_test_obj(t, edit, side);
+        })?,
+        Content::Addr { .. } => repo.update::<AddressLink>(id, |a| append(&mut a.title, side.tag()))?,
+        Content::List(_) => {
+            let new_id = repo.create(&new_key_value(edit, side))?;
+            let link = repo.link(new_id)?;
+            repo.update::<ListObj>(id, |l| l.items.push(link))?;
+            return Ok(Some(new_id));
+        }
+    }
+    Ok(None)
+}
+
+/// Applies an edit to the repository and to the model (to every model node that is the same
+/// object). `ids` maps the model nodes to their objects; the target is chosen among them.
+/// Returns the target node and its object, or `None` if no node is eligible.
 fn apply_edit(
     repo: &mut Repository,
     g: &mut Graph,
@@ -548,80 +661,18 @@ fn apply_edit(
     edit: Edit,
     side: Side,
     scalar_only: bool,
-) -> TResult<Option<(usize, ObjectId, &'static str)>> {
-    let mut eligible: Vec<usize> =
-        ids.keys().copied().filter(|&i| !(scalar_only && matches!(g.nodes[i], Content::List(_)))).collect();
-    eligible.sort_unstable();
-    if eligible.is_empty() {
-        return Ok(None);
-    }
-    let target = eligible[edit.target.index(eligible.len())];
+) -> TResult<Option<(usize, ObjectId)>> {
+    let Some(target) = edit_target(g, ids.keys().copied(), edit, scalar_only) else { return Ok(None) };
     let id = ids[&target];
     let mut members: Vec<usize> = ids.iter().filter(|&(_, &o)| o == id).map(|(&i, _)| i).collect();
     members.sort_unstable();
-    let field = match g.nodes[target].clone() {
-        Content::Person(_) => {
-            repo.update::<Person>(id, |p| {
-                edit_person(p, edit.field, side);
-            })?;
-            let mut field = "";
-            for &m in &members {
-                if let Content::Person(p) = &mut g.nodes[m] {
-                    field = edit_person(p, edit.field, side);
-                }
-            }
-            field
-        }
-        Content::KeyValue(_) => {
-            repo.update::<KeyValue>(id, |kv| {
-                edit_key_value(kv, edit.field, side);
-            })?;
-            let mut field = "";
-            for &m in &members {
-                if let Content::KeyValue(kv) = &mut g.nodes[m] {
-                    field = edit_key_value(kv, edit.field, side);
-                }
-            }
-            field
-        }
-        Content::TestObj(_) => {
-            repo.update::<TestObj>(id, |t| {
-                edit_test_obj(t, edit.field, side);
-            })?;
-            let mut field = "";
-            for &m in &members {
-                if let Content::TestObj(t) = &mut g.nodes[m] {
-                    field = edit_test_obj(t, edit.field, side);
-                }
-            }
-            field
-        }
-        Content::Addr { .. } => {
-            repo.update::<AddressLink>(id, |a| append(&mut a.title, side.tag()))?;
-            for &m in &members {
-                if let Content::Addr { title, .. } = &mut g.nodes[m] {
-                    append(title, side.tag());
-                }
-            }
-            "title"
-        }
-        Content::List(_) => {
-            let kv = KeyValue { key: "new".into(), value: format!("{}{}", side.tag(), edit.field % 3) };
-            let new_id = repo.create(&kv)?;
-            let link = repo.link(new_id)?;
-            repo.update::<ListObj>(id, |l| l.items.push(link))?;
-            let new = g.nodes.len();
-            g.nodes.push(Content::KeyValue(kv));
-            ids.insert(new, new_id);
-            for &m in &members {
-                if let Content::List(items) = &mut g.nodes[m] {
-                    items.push(new);
-                }
-            }
-            "items"
-        }
-    };
-    Ok(Some((target, id, field)))
+    let content = g.nodes[target].clone();
+    let new_id = edit_repo(repo, id, &content, edit, side)?;
+    let new = edit_model(g, &members, edit, side);
+    if let (Some(n), Some(o)) = (new, new_id) {
+        ids.insert(n, o);
+    }
+    Ok(Some((target, id)))
 }
 
 /// The model nodes whose object is `id` or links (transitively) to it.
@@ -629,7 +680,7 @@ fn ancestors_or_self(g: &Graph, ids: &HashMap<usize, ObjectId>, id: ObjectId) ->
     let mut found: HashSet<ObjectId> = HashSet::from([id]);
     loop {
         let before = found.len();
-        for (&i, &o) in ids {
+        for (&i, &o) in ids.iter().filter(|&(&i, _)| i < g.nodes.len()) {
             if g.nodes[i].links().iter().any(|c| ids.get(c).is_some_and(|co| found.contains(co))) {
                 found.insert(o);
             }
@@ -685,23 +736,24 @@ fn commit_checkout_roundtrip(g: &Graph) -> TResult {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(config())]
 
     /// Commit then checkout (of the branch, and of the commit by id) reproduces any random
     /// graph: content per node, links with their multiplicity, shared nodes as one object.
     /// Building the same graph again, in another repository, or without sharing gives the same
     /// root key.
     #[test]
-    fn commit_then_checkout_reproduces_the_graph(g in graph()) {
+    fn commit_then_checkout_reproduces_the_graph(g in prop_oneof![9 => graph(), 1 => leaf_graph()]) {
         commit_checkout_roundtrip(&g)?;
     }
 }
 
 // ----- 2. edits -------------------------------------------------------------------------------
 
-/// Checks out `g` (committed on master), applies `edit`, and checks the modified marks, the
-/// keys after commit and the new checkout. With `shared`, the edit targets the shared child.
-fn edit_propagation(g: &Graph, edit: Edit, shared: bool) -> TResult {
+/// Checks out `g` (committed on master), applies `edits`, and checks the modified marks, the
+/// keys after commit and the new checkout. With `shared`, the first edit targets the shared
+/// child.
+fn edit_propagation(g: &Graph, edits: &[Edit], shared: bool) -> TResult {
     let mut repo = common::repo();
     let c1 = build_and_commit(&mut repo, g, false)?;
     repo.checkout(Checkout::branch("master"))?;
@@ -710,27 +762,28 @@ fn edit_propagation(g: &Graph, edit: Edit, shared: bool) -> TResult {
         ids.iter().map(|(&i, &id)| Ok((i, repo.object_key(id)?.expect("checked out")))).collect::<TResult<_>>()?;
 
     let mut edited = g.clone();
-    let (target, id) = if shared {
-        // Only the shared node is eligible.
-        let id = ids[&g.shared];
-        let mut only: HashMap<usize, ObjectId> = ids.iter().filter(|&(_, &o)| o == id).map(|(&i, &o)| (i, o)).collect();
-        let parents: BTreeSet<ObjectId> = repo.parents(id)?.into_iter().collect();
-        prop_assert!(parents.len() >= 2, "the shared node has {} parents", parents.len());
-        let (t, i, _) = apply_edit(&mut repo, &mut edited, &mut only, edit, Side::A, false)?.expect("eligible");
-        ids.extend(only);
-        (t, i)
-    } else {
-        let (t, i, _) = apply_edit(&mut repo, &mut edited, &mut ids, edit, Side::A, false)?.expect("eligible");
-        (t, i)
-    };
-    let _ = target;
-
-    // The edited object and all its ancestors are modified, nothing else.
-    let modified = ancestors_or_self(g, &ids, id);
-    for (&i, &o) in ids.iter().filter(|&(&i, _)| i < g.nodes.len()) {
-        prop_assert_eq!(repo.is_modified(o)?, modified.contains(&o), "node {} modified", i);
+    let mut modified: HashSet<ObjectId> = HashSet::new();
+    for (n, &edit) in edits.iter().enumerate() {
+        let id = if shared && n == 0 {
+            // Only the shared node is eligible.
+            let id = ids[&g.shared];
+            let parents: BTreeSet<ObjectId> = repo.parents(id)?.into_iter().collect();
+            prop_assert!(parents.len() >= 2, "the shared node has {} parents", parents.len());
+            let mut only: HashMap<usize, ObjectId> =
+                ids.iter().filter(|&(_, &o)| o == id).map(|(&i, &o)| (i, o)).collect();
+            let edited_id = apply_edit(&mut repo, &mut edited, &mut only, edit, Side::A, false)?.expect("eligible").1;
+            ids.extend(only);
+            edited_id
+        } else {
+            apply_edit(&mut repo, &mut edited, &mut ids, edit, Side::A, false)?.expect("eligible").1
+        };
+        // The edited object and all its ancestors are modified, nothing else.
+        modified.extend(ancestors_or_self(&edited, &ids, id));
+        for (&i, &o) in ids.iter().filter(|&(&i, _)| i < g.nodes.len()) {
+            prop_assert_eq!(repo.is_modified(o)?, modified.contains(&o), "node {} modified after edit {}", i, n);
+        }
+        prop_assert_eq!(repo.status(), Status::Modified);
     }
-    prop_assert_eq!(repo.status(), Status::Modified);
 
     let c2 = repo.commit("edit")?;
     check_commit_root(&repo, c2, &edited)?;
@@ -762,67 +815,97 @@ fn edit_propagation(g: &Graph, edit: Edit, shared: bool) -> TResult {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(config())]
 
-    /// Editing a random node of a committed graph marks it and all its ancestors modified (and
-    /// nothing else), keeps the keys of unrelated subgraphs on commit, and the new commit's
-    /// checkout shows the edit.
+    /// Editing random nodes of a committed graph marks each edited object and all its
+    /// ancestors modified (and nothing else), keeps the keys of unrelated subgraphs on commit,
+    /// and the new commit's checkout shows the edits.
     #[test]
-    fn edit_marks_ancestors_and_keeps_unrelated_keys(g in graph(), edit in edit_strategy()) {
-        edit_propagation(&g, edit, false)?;
+    fn edit_marks_ancestors_and_keeps_unrelated_keys(g in graph(), edits in prop::collection::vec(edit_strategy(), 1..4)) {
+        edit_propagation(&g, &edits, false)?;
     }
 
-    /// The same, editing the child shared by two parents: both parents (and their ancestors)
-    /// are modified and both see the edit after checkout.
+    /// The same, editing first the child shared by two parents: both parents (and their
+    /// ancestors) are modified and both see the edit after checkout.
     #[test]
-    fn edit_of_a_shared_child_shows_through_both_parents(g in graph(), edit in edit_strategy()) {
-        edit_propagation(&g, edit, true)?;
+    fn edit_of_a_shared_child_shows_through_both_parents(g in graph(), edits in prop::collection::vec(edit_strategy(), 1..3)) {
+        edit_propagation(&g, &edits, true)?;
     }
 }
 
 // ----- 3. merges ------------------------------------------------------------------------------
 
 /// A repository with `g` committed on master (the base), branch `a` with `edits_a` and branch
-/// `b` with `edits_b`, each committed (also when no edit applied); `b` is dated later.
+/// `b` with `edits_b`, each committed (also when no edit applied); `b` is dated later. With
+/// `disjoint`, b leaves out the edits of a (base object, field) that a edited.
 struct Fork {
     repo: Repository,
     a: Graph,
     b: Graph,
+    /// Both sides' edits on the base (meaningful with `disjoint`).
+    both: Graph,
     head_a: Key,
     head_b: Key,
-    /// The (object, field) pairs each side edited, by object of the base checkout.
-    fields_a: Vec<(ObjectId, &'static str)>,
-    fields_b: Vec<(ObjectId, &'static str)>,
 }
 
-fn fork(g: &Graph, edits_a: &[Edit], edits_b: &[Edit], scalar_only: bool) -> TResult<Fork> {
+fn fork(
+    g: &Graph,
+    edits_a: &[Edit],
+    edits_b: &[Edit],
+    scalar_only: bool,
+    disjoint: bool,
+    b_values: Side,
+) -> TResult<Fork> {
     let mut repo = common::repo();
     let ids = build(&mut repo, g, false)?;
     repo.set_root(ids[&g.root])?;
     repo.commit_at("base", 1000.0)?;
-    let mut side =
-        |name: &str, edits: &[Edit], s: Side, date: f64| -> TResult<(Graph, Key, Vec<(ObjectId, &'static str)>)> {
-            repo.checkout(Checkout::branch("master"))?;
-            repo.branch(Some(name))?;
-            repo.checkout(Checkout::branch(name))?;
-            let mut ids = check_loaded(&repo, g, true)?;
-            let mut model = g.clone();
-            let mut fields = Vec::new();
-            for &e in edits {
-                if let Some((_, id, f)) = apply_edit(&mut repo, &mut model, &mut ids, e, s, scalar_only)? {
-                    fields.push((id, f));
+    let classes = g.classes();
+    let mut both = g.clone();
+    let mut touched: HashSet<(usize, &'static str)> = HashSet::new();
+    let mut side = |name: &str, edits: &[Edit], s: Side, date: f64| -> TResult<(Graph, Key)> {
+        repo.checkout(Checkout::branch("master"))?;
+        repo.branch(Some(name))?;
+        repo.checkout(Checkout::branch(name))?;
+        let mut ids = check_loaded(&repo, g, true)?;
+        let mut model = g.clone();
+        for &e in edits {
+            let Some(target) = edit_target(&model, ids.keys().copied(), e, scalar_only) else { continue };
+            let field = (
+                classes.get(target).copied().unwrap_or(usize::MAX - target),
+                field_name(&model.nodes[target], e.field),
+            );
+            if disjoint {
+                if name == "a" {
+                    touched.insert(field);
+                } else if touched.contains(&field) {
+                    continue;
                 }
             }
-            let head = repo.commit_at(name, date)?;
-            Ok((model, head, fields))
-        };
-    let (a, head_a, fields_a) = side("a", edits_a, Side::A, 2000.0)?;
-    let (b, head_b, fields_b) = side("b", edits_b, Side::B, 3000.0)?;
-    Ok(Fork { repo, a, b, head_a, head_b, fields_a, fields_b })
+            apply_edit(&mut repo, &mut model, &mut ids, e, s, scalar_only)?;
+            if target < g.nodes.len() {
+                let members: Vec<usize> = (0..g.nodes.len()).filter(|&i| classes[i] == classes[target]).collect();
+                edit_model(&mut both, &members, e, s);
+            }
+        }
+        let head = repo.commit_at(name, date)?;
+        check_commit_root(&repo, head, &model)?;
+        Ok((model, head))
+    };
+    let (a, head_a) = side("a", edits_a, Side::A, 2000.0)?;
+    let (b, head_b) = side("b", edits_b, b_values, 3000.0)?;
+    Ok(Fork { repo, a, b, both, head_a, head_b })
 }
 
 fn root_now(repo: &Repository) -> TResult<Option<Key>> {
     Ok(repo.object_key(repo.root().ok_or_else(|| fail("no root"))?)?)
+}
+
+fn expect_merged(outcome: MergeOutcome, what: &str) -> TResult<Vec<Conflict>> {
+    match outcome {
+        MergeOutcome::Merged { conflicts } => Ok(conflicts),
+        other => Err(fail(format!("{what}: expected a three-way merge, got {other:?}"))),
+    }
 }
 
 /// Merging a branch with itself or with its own history changes nothing; merging a branch
@@ -848,7 +931,7 @@ fn merge_unchanged(g: &Graph, edits: &[Edit], policy: MergePolicy) -> TResult {
     let noop = repo.commit_at("no change", 1500.0)?;
     prop_assert_eq!(root_key(&repo, noop)?, root_key(&repo, base)?);
 
-    // Master edits.
+    // Master edits (at least once).
     repo.checkout(Checkout::branch("master"))?;
     let mut ids = check_loaded(&repo, g, true)?;
     let mut edited = g.clone();
@@ -858,121 +941,308 @@ fn merge_unchanged(g: &Graph, edits: &[Edit], policy: MergePolicy) -> TResult {
     let head = repo.commit_at("edits", 2000.0)?;
     let head_root = root_key(&repo, head)?;
 
-    // Master already has `same`; master also merges its own base.
+    // Master already has `same` and its own base.
     prop_assert_eq!(repo.merge("same", policy)?, MergeOutcome::UpToDate);
     prop_assert_eq!(repo.merge(&base.to_hex(), policy)?, MergeOutcome::UpToDate);
+    prop_assert_eq!(repo.merge("master", policy)?, MergeOutcome::UpToDate);
     prop_assert_eq!(repo.get_branch("master").expect("master").heads.clone(), vec![head]);
+    prop_assert_eq!(repo.status(), Status::UpToDate);
 
-    // `same` fast-forwards to master.
+    // `same` fast-forwards to master and shows master's content.
     repo.checkout(Checkout::branch("same"))?;
     prop_assert_eq!(repo.merge("master", policy)?, MergeOutcome::FastForward(head));
     prop_assert_eq!(repo.get_branch("same").expect("same").heads.clone(), vec![head]);
     prop_assert_eq!(repo.status(), Status::UpToDate);
     check_loaded(&repo, &edited, true)?;
 
-    // Three-way merges against an unchanged side: no conflicts, master's content either way.
-    let mut into_master = repo.clone();
-    into_master.checkout(Checkout::branch("master"))?;
-    match into_master.merge("noop", policy)? {
-        MergeOutcome::Merged { conflicts } => prop_assert!(conflicts.is_empty(), "conflicts {:?}", conflicts),
-        other => return Err(fail(format!("merging noop into master: {other:?}"))),
+    // Three-way merges against the unchanged side: no conflicts, master's content either way.
+    for (ours, theirs, ours_head, theirs_head) in [("master", "noop", head, noop), ("noop", "master", noop, head)] {
+        let mut r = repo.clone();
+        r.checkout(Checkout::branch(ours))?;
+        let conflicts = expect_merged(r.merge(theirs, policy)?, &format!("merging {theirs} into {ours}"))?;
+        prop_assert!(conflicts.is_empty(), "merging {} into {}: conflicts {:?}", theirs, ours, conflicts);
+        prop_assert_eq!(root_now(&r)?, Some(head_root), "merging {} into {}", theirs, ours);
+        let m = r.commit("merge")?;
+        prop_assert_eq!(root_key(&r, m)?, head_root);
+        prop_assert_eq!(r.commit_info(m)?.parent_keys().collect::<Vec<_>>(), vec![ours_head, theirs_head]);
+        r.checkout(Checkout::branch(ours))?;
+        check_loaded(&r, &edited, true)?;
     }
-    prop_assert_eq!(root_now(&into_master)?, Some(head_root));
-    let m = into_master.commit("merge noop")?;
-    prop_assert_eq!(root_key(&into_master, m)?, head_root);
-    prop_assert_eq!(into_master.commit_info(m)?.parent_keys().collect::<Vec<_>>(), vec![head, noop]);
-    into_master.checkout(Checkout::branch("master"))?;
-    check_loaded(&into_master, &edited, true)?;
-
-    let mut into_noop = repo.clone();
-    into_noop.checkout(Checkout::branch("noop"))?;
-    match into_noop.merge("master", policy)? {
-        MergeOutcome::Merged { conflicts } => prop_assert!(conflicts.is_empty(), "conflicts {:?}", conflicts),
-        other => return Err(fail(format!("merging master into noop: {other:?}"))),
-    }
-    prop_assert_eq!(root_now(&into_noop)?, Some(head_root));
-    let m = into_noop.commit("merge master")?;
-    prop_assert_eq!(root_key(&into_noop, m)?, head_root);
-    into_noop.checkout(Checkout::branch("noop"))?;
-    check_loaded(&into_noop, &edited, true)?;
     Ok(())
 }
 
 /// Two branches that changed disjoint fields (or objects) merge without conflicts into a graph
-/// holding both changes, in either direction, under any policy; the result has the key of the
-/// same graph built directly.
+/// holding both changes, in either direction and under any policy; the result has the root
+/// key of the same graph built directly.
 fn merge_disjoint(g: &Graph, edits_a: &[Edit], edits_b: &[Edit], policy: MergePolicy) -> TResult {
-    // Drop b's edits that touch a field a touched (the objects of the base are the same
-    // handles on both sides only by content, so compare by base class).
-    let probe = fork(g, edits_a, edits_b, true)?;
-    let _ = probe;
-    let mut repo = common::repo();
-    let ids = build(&mut repo, g, false)?;
-    repo.set_root(ids[&g.root])?;
-    repo.commit_at("base", 1000.0)?;
-    repo.checkout(Checkout::branch("master"))?;
-    let base_ids = check_loaded(&repo, g, true)?;
-    // Simulate each side's edits on a copy to learn which (object, field) they touch.
-    let touched = |edits: &[Edit], side: Side| -> TResult<Vec<(ObjectId, &'static str)>> {
-        let mut r = repo.clone();
-        let mut m = g.clone();
-        let mut ids = base_ids.clone();
-        let mut out = Vec::new();
-        for &e in edits {
-            if let Some((_, id, f)) = apply_edit(&mut r, &mut m, &mut ids, e, side, true)? {
-                out.push((id, f));
-            }
-        }
-        Ok(out)
-    };
-    let ta = touched(edits_a, Side::A)?;
-    let mut kept_b = Vec::new();
-    for (n, &e) in edits_b.iter().enumerate() {
-        let mut attempt = kept_b.clone();
-        attempt.push(e);
-        let tb = touched(&attempt, Side::B)?;
-        if tb.len() == attempt.len() && !ta.contains(&tb[n.min(tb.len() - 1).min(attempt.len() - 1)]) {
-            kept_b.push(e);
-        }
-    }
-    let f = fork(g, edits_a, &kept_b, true)?;
-    prop_assert!(
-        f.fields_a.iter().all(|x| !f.fields_b.contains(x)) || f.fields_a.is_empty() || f.fields_b.is_empty() || true
-    );
-
-    // The expected graph: both sides' edits on the base.
-    let mut both = g.clone();
-    {
-        let mut r = repo.clone();
-        let mut ids = base_ids.clone();
-        for &e in edits_a {
-            apply_edit(&mut r, &mut both, &mut ids, e, Side::A, true)?;
-        }
-        for &e in &kept_b {
-            apply_edit(&mut r, &mut both, &mut ids, e, Side::B, true)?;
-        }
-    }
+    let f = fork(g, edits_a, edits_b, true, true, Side::B)?;
     let mut direct = common::repo();
-    let direct_commit = build_and_commit(&mut direct, &both, false)?;
+    let direct_commit = build_and_commit(&mut direct, &f.both, false)?;
     let want_root = root_key(&direct, direct_commit)?;
-
-    for (ours, theirs, ours_head, theirs_head) in [("a", "b", f.head_a, f.head_b), ("b", "a", f.head_b, f.head_a)] {
+    let sides = [("a", "b", f.head_a, f.head_b, &f.a), ("b", "a", f.head_b, f.head_a, &f.b)];
+    for (ours, theirs, ours_head, theirs_head, ours_model) in sides {
         let mut r = f.repo.clone();
         r.checkout(Checkout::branch(ours))?;
-        match r.merge(theirs, policy)? {
-            MergeOutcome::Merged { conflicts } => {
-                prop_assert!(conflicts.is_empty(), "merging {} into {}: conflicts {:?}", theirs, ours, conflicts)
-            }
-            other => return Err(fail(format!("merging {theirs} into {ours}: {other:?}"))),
-        }
+        check_loaded(&r, ours_model, true)?;
+        let conflicts = expect_merged(r.merge(theirs, policy)?, &format!("merging {theirs} into {ours}"))?;
+        prop_assert!(conflicts.is_empty(), "merging {} into {}: conflicts {:?}", theirs, ours, conflicts);
         prop_assert!(r.conflicts().is_empty());
         prop_assert_eq!(r.merge_states(), &[theirs_head][..]);
+        prop_assert_eq!(r.status(), Status::Modified);
+        check_loaded(&r, &f.both, true)?;
         let m = r.commit("merge")?;
         prop_assert_eq!(r.commit_info(m)?.parent_keys().collect::<Vec<_>>(), vec![ours_head, theirs_head]);
         r.checkout(Checkout::branch(ours))?;
-        check_loaded(&r, &both, true)?;
-        prop_assert_eq!(root_key(&r, m)?, want_root, "merging {} into {}: the root key of the merge", theirs, ours);
+        check_loaded(&r, &f.both, true)?;
+        prop_assert_eq!(root_key(&r, m)?, want_root, "merging {} into {}: the merged root key", theirs, ours);
     }
-    let _ = (&f.a, &f.b);
     Ok(())
+}
+
+/// Merges `theirs` into `ours` in a copy of the fork's repository and commits (after
+/// `mark_resolved` under `Manual`); returns the conflicts and the merged root key.
+fn merge_into(f: &Fork, ours: &str, theirs: &str, policy: MergePolicy) -> TResult<(Vec<Conflict>, Key)> {
+    let mut r = f.repo.clone();
+    r.checkout(Checkout::branch(ours))?;
+    let conflicts = expect_merged(r.merge(theirs, policy)?, &format!("merging {theirs} into {ours} ({policy:?})"))?;
+    if policy == MergePolicy::Manual {
+        prop_assert_eq!(r.conflicts(), &conflicts[..]);
+        if !conflicts.is_empty() {
+            match r.commit("merge") {
+                Err(Error::Merge(_)) => {}
+                other => return Err(fail(format!("commit with unresolved conflicts: {other:?}"))),
+            }
+            prop_assert_eq!(r.status(), Status::Modified);
+            r.mark_resolved();
+            prop_assert!(r.conflicts().is_empty());
+        }
+    } else {
+        prop_assert!(r.conflicts().is_empty());
+    }
+    let m = r.commit("merge")?;
+    let head = |b: &str| r.get_branch(b).map(|b| b.heads.clone()).unwrap_or_default();
+    prop_assert_eq!(head(ours), vec![m]);
+    Ok((conflicts, root_key(&r, m)?))
+}
+
+/// A conflict's path, base, and the values of the two sides in a chosen order.
+type ConflictView = (String, Option<String>, Option<String>, Option<String>);
+
+fn paths(conflicts: &[Conflict]) -> Vec<String> {
+    let mut p: Vec<String> = conflicts.iter().map(|c| c.path.clone()).collect();
+    p.sort();
+    p
+}
+
+/// Conflicts are symmetric under ours/theirs: B into A with `Ours` equals A into B with
+/// `Theirs` (root and conflict paths, with the sides' values swapped), and likewise
+/// `Theirs`/`Ours`; `Manual` reports the conflicts of `Ours`, refuses to commit until
+/// `mark_resolved`, then commits ours; `Newest` takes the later side (b).
+fn merge_symmetry(g: &Graph, edits_a: &[Edit], edits_b: &[Edit]) -> TResult {
+    let f = fork(g, edits_a, edits_b, false, false, Side::B)?;
+    let (c_ab_ours, k_ab_ours) = merge_into(&f, "a", "b", MergePolicy::Ours)?;
+    let (c_ba_theirs, k_ba_theirs) = merge_into(&f, "b", "a", MergePolicy::Theirs)?;
+    prop_assert_eq!(k_ab_ours, k_ba_theirs, "b into a (ours) vs a into b (theirs)");
+    prop_assert_eq!(paths(&c_ab_ours), paths(&c_ba_theirs));
+    let mut swapped: Vec<ConflictView> =
+        c_ba_theirs.iter().map(|c| (c.path.clone(), c.base.clone(), c.theirs.clone(), c.ours.clone())).collect();
+    let mut direct: Vec<ConflictView> =
+        c_ab_ours.iter().map(|c| (c.path.clone(), c.base.clone(), c.ours.clone(), c.theirs.clone())).collect();
+    swapped.sort();
+    direct.sort();
+    prop_assert_eq!(direct, swapped, "conflict values with the sides swapped");
+    prop_assert!(c_ab_ours.iter().all(|c| c.taken == dsf::Side::Ours));
+    prop_assert!(c_ba_theirs.iter().all(|c| c.taken == dsf::Side::Theirs));
+
+    let (c_ab_theirs, k_ab_theirs) = merge_into(&f, "a", "b", MergePolicy::Theirs)?;
+    let (c_ba_ours, k_ba_ours) = merge_into(&f, "b", "a", MergePolicy::Ours)?;
+    prop_assert_eq!(k_ab_theirs, k_ba_ours, "b into a (theirs) vs a into b (ours)");
+    prop_assert_eq!(paths(&c_ab_theirs), paths(&c_ba_ours));
+    prop_assert_eq!(paths(&c_ab_theirs), paths(&c_ab_ours));
+    if c_ab_ours.is_empty() {
+        prop_assert_eq!(k_ab_ours, k_ab_theirs, "without conflicts the policy does not matter");
+    }
+
+    let (c_manual, k_manual) = merge_into(&f, "a", "b", MergePolicy::Manual)?;
+    prop_assert_eq!(paths(&c_manual), paths(&c_ab_ours));
+    prop_assert_eq!(k_manual, k_ab_ours, "manual keeps ours");
+
+    let (_, k_newest_ab) = merge_into(&f, "a", "b", MergePolicy::Newest)?;
+    prop_assert_eq!(k_newest_ab, k_ab_theirs, "newest takes b (the later commit) merging into a");
+    let (_, k_newest_ba) = merge_into(&f, "b", "a", MergePolicy::Newest)?;
+    prop_assert_eq!(k_newest_ba, k_ba_ours, "newest keeps b merging a into b");
+    Ok(())
+}
+
+/// Both branches apply `edits` with the same values; see
+/// `merge_of_identical_changes_has_no_conflicts`.
+fn merge_identical(g: &Graph, edits: &[Edit], policy: MergePolicy) -> TResult {
+    let f = fork(g, edits, edits, false, false, Side::A)?;
+    let want = root_key(&f.repo, f.head_a)?;
+    prop_assert_eq!(root_key(&f.repo, f.head_b)?, want);
+    for (ours, theirs) in [("a", "b"), ("b", "a")] {
+        let (conflicts, root) = merge_into(&f, ours, theirs, policy)?;
+        prop_assert!(conflicts.is_empty(), "merging {} into {}: conflicts {:?}", theirs, ours, conflicts);
+        prop_assert_eq!(root, want, "merging {} into {}", theirs, ours);
+    }
+    Ok(())
+}
+
+fn policy_strategy() -> impl Strategy<Value = MergePolicy> {
+    prop_oneof![
+        Just(MergePolicy::Manual),
+        Just(MergePolicy::Ours),
+        Just(MergePolicy::Theirs),
+        Just(MergePolicy::Newest)
+    ]
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Merging a branch with itself, its history, or a branch that did not change since the
+    /// fork: `UpToDate`, `FastForward`, or a conflict-free merge to the other side's content.
+    #[test]
+    fn merge_with_unchanged_side_gives_the_other_side(
+        g in graph(),
+        edits in prop::collection::vec(edit_strategy(), 1..4),
+        policy in policy_strategy(),
+    ) {
+        merge_unchanged(&g, &edits, policy)?;
+    }
+
+    /// Branches that changed disjoint fields or objects merge without conflicts into a graph
+    /// with both changes, whichever side merges and whatever the policy.
+    #[test]
+    fn merge_of_disjoint_changes_has_both(
+        g in graph(),
+        edits_a in prop::collection::vec(edit_strategy(), 1..4),
+        edits_b in prop::collection::vec(edit_strategy(), 1..4),
+        policy in policy_strategy(),
+    ) {
+        merge_disjoint(&g, &edits_a, &edits_b, policy)?;
+    }
+
+    /// As above, on graphs whose floats include NaN and both zeros, with edits writing them: a
+    /// float field one side did not touch (e.g. NaN) must not conflict, and a change of
+    /// `0.0` to `-0.0` (a different value, a different key) must not be lost.
+    #[test]
+    fn merge_of_disjoint_changes_has_both_with_special_floats(
+        g in special_graph(),
+        edits_a in prop::collection::vec(special_float_edit_strategy(), 1..4),
+        edits_b in prop::collection::vec(special_float_edit_strategy(), 1..4),
+        policy in policy_strategy(),
+    ) {
+        merge_disjoint(&g, &edits_a, &edits_b, policy)?;
+    }
+
+    /// Conflicts are symmetric under ours/theirs, `Manual` reports the conflicts of `Ours` and
+    /// refuses to commit until resolved, and `Newest` takes the later side.
+    #[test]
+    fn merge_conflicts_are_symmetric_under_ours_and_theirs(
+        g in graph(),
+        edits_a in prop::collection::vec(edit_strategy(), 1..5),
+        edits_b in prop::collection::vec(edit_strategy(), 1..5),
+    ) {
+        merge_symmetry(&g, &edits_a, &edits_b)?;
+    }
+
+    /// Two branches that made the same edits (the same values) merge without conflicts, in
+    /// either direction and under any policy, into the content they both have.
+    #[test]
+    fn merge_of_identical_changes_has_no_conflicts(
+        g in graph(),
+        edits in prop::collection::vec(edit_strategy(), 1..5),
+        policy in policy_strategy(),
+    ) {
+        merge_identical(&g, &edits, policy)?;
+    }
+}
+
+/// A graph of one `TestObj`.
+fn test_obj_graph(t: TestObj) -> Graph {
+    Graph { nodes: vec![Content::TestObj(t)], root: 0, shared: 0 }
+}
+
+/// Minimal case of `merge_of_disjoint_changes_has_both_with_special_floats`: the base holds
+/// `floats: [NaN]`; a sets `string`, b appends to `strings`. No side touched `floats`, yet the
+/// merge reports a conflict at `root.floats[0]` (NaN vs NaN vs NaN), and under `Manual` refuses
+/// to commit.
+#[test]
+fn merge_of_disjoint_changes_with_an_untouched_nan() {
+    let g = test_obj_graph(TestObj { floats: vec![f32::NAN], ..TestObj::default() });
+    let a = [Edit { target: 0, field: 0, special_float: false }];
+    let b = [Edit { target: 0, field: 3, special_float: false }];
+    merge_disjoint(&g, &a, &b, MergePolicy::Manual).unwrap();
+}
+
+/// Minimal case of `merge_of_disjoint_changes_has_both_with_special_floats` for signed zeros:
+/// the base holds `float: 0.0`; a sets it to `-0.0` (a different value and key), b sets
+/// `string`. Merging a into b loses a's change: the result keeps `0.0`.
+#[test]
+fn merge_of_disjoint_changes_with_a_negative_zero() {
+    let g = test_obj_graph(TestObj { float: Some(0.0), ..TestObj::default() });
+    let a = [Edit { target: 0, field: 2, special_float: true }];
+    let b = [Edit { target: 0, field: 0, special_float: false }];
+    merge_disjoint(&g, &a, &b, MergePolicy::Ours).unwrap();
+}
+
+// ----- 4. treeish -------------------------------------------------------------------------------
+
+/// On a linear history of `n` commits, `~k` is the k-th first parent of the head for k < n
+/// and fails for k ≥ n; `^` and `~` are `~1`; `~a~b` is `~(a+b)`; `^0` is the head; `^2` fails.
+fn treeish_linear(n: usize, changes: &[Option<i32>], a: usize, b: usize) -> TResult {
+    let mut repo = common::repo();
+    let root = repo.create(&common::person("p", 0))?;
+    repo.set_root(root)?;
+    let mut commits = Vec::new();
+    for i in 0..n {
+        if let Some(Some(id)) = changes.get(i) {
+            let id = *id;
+            repo.update::<Person>(root, |p| p.id = Some(id))?;
+        }
+        commits.push(repo.commit_at(&format!("commit {i}"), 1000.0 + i as f64)?);
+    }
+    let head = commits[n - 1];
+    let log: Vec<Key> = repo.log("master")?.iter().map(|c| c.key).collect();
+    let newest_first: Vec<Key> = commits.iter().rev().copied().collect();
+    prop_assert_eq!(&log, &newest_first);
+    let resolve = |t: &str| repo.resolve_treeish(t, "master").ok();
+    for k in 0..n + 3 {
+        let want = (k < n).then(|| commits[n - 1 - k]);
+        prop_assert_eq!(resolve(&format!("~{k}")), want, "~{} on {} commits", k, n);
+        let carets = "^".repeat(k);
+        prop_assert_eq!(resolve(&carets), want, "{} on {} commits", carets, n);
+    }
+    let first = (n > 1).then(|| commits[n - 2]);
+    prop_assert_eq!(resolve("^"), resolve("~1"));
+    prop_assert_eq!(resolve("^"), first);
+    prop_assert_eq!(resolve("~"), first);
+    prop_assert_eq!(resolve("^1"), first);
+    prop_assert_eq!(resolve(""), Some(head));
+    prop_assert_eq!(resolve("^0"), Some(head));
+    prop_assert_eq!(resolve("^2"), None);
+    prop_assert_eq!(resolve(&format!("~{a}~{b}")), resolve(&format!("~{}", a + b)), "~{}~{}", a, b);
+    prop_assert_eq!(resolve("~99999999999999999999999"), None);
+    if let Some(k) = resolve(&format!("~{a}")) {
+        repo.checkout(Checkout::branch("master").commit(k))?;
+        prop_assert_eq!(repo.current(), Some(&Current::Detached(k)));
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// `resolve_treeish` on random linear histories: `~k` for k below and beyond the length,
+    /// `^` equal to `~1`, and concatenations.
+    #[test]
+    fn treeish_walks_first_parents(
+        n in 1usize..12,
+        changes in prop::collection::vec(proptest::option::of(-3i32..3), 12),
+        a in 0usize..8,
+        b in 0usize..8,
+    ) {
+        treeish_linear(n, &changes, a, b)?;
+    }
 }
