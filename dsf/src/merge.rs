@@ -237,11 +237,11 @@ impl Merger<'_> {
         let mut out = ours.clone();
         for field in desc.fields() {
             let (b, o, t) = (present(base, &field), present(Some(ours), &field), present(Some(theirs), &field));
-            if o == t || b == t {
+            if same_opt(&o, &t) || same_opt(&b, &t) {
                 continue;
             }
             let fpath = format!("{path}.{}", field.name());
-            let merged = if b == o { t } else { self.field(&field, b, o, t, &fpath)? };
+            let merged = if same_opt(&b, &o) { t } else { self.field(&field, b, o, t, &fpath)? };
             match merged {
                 Some(v) => out.set_field(&field, v),
                 None => out.clear_field(&field),
@@ -287,10 +287,10 @@ impl Merger<'_> {
     }
 
     fn single(&mut self, kind: &Kind, b: Option<&Value>, o: &Value, t: &Value, path: &str) -> Result<Value> {
-        if o == t || b == Some(t) {
+        if same(o, t) || b.is_some_and(|b| same(b, t)) {
             return Ok(o.clone());
         }
-        if b == Some(o) {
+        if b.is_some_and(|b| same(b, o)) {
             return Ok(t.clone());
         }
         match kind {
@@ -316,6 +316,29 @@ impl Merger<'_> {
             }
             _ => Ok(self.conflict(path, b.map(render), (Some(render(o)), o.clone()), (Some(render(t)), t.clone()))),
         }
+    }
+}
+
+/// Equality as content addressing sees it: floats compare by their bits (so NaN equals NaN and
+/// 0.0 differs from -0.0), messages by their canonical encoding.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::F32(x), Value::F32(y)) => x.to_bits() == y.to_bits(),
+        (Value::F64(x), Value::F64(y)) => x.to_bits() == y.to_bits(),
+        (Value::List(x), Value::List(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y)),
+        (Value::Message(x), Value::Message(y)) => x.encode_to_vec() == y.encode_to_vec(),
+        (Value::Map(x), Value::Map(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+fn same_opt(a: &Option<Value>, b: &Option<Value>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => same(a, b),
+        (None, None) => true,
+        _ => false,
     }
 }
 
@@ -409,7 +432,7 @@ impl Differ<'_> {
     fn message(&mut self, desc: &MessageDescriptor, a: &DynamicMessage, b: &DynamicMessage, path: &str) -> Result<()> {
         for field in desc.fields() {
             let (va, vb) = (present(Some(a), &field), present(Some(b), &field));
-            if va == vb {
+            if same_opt(&va, &vb) {
                 continue;
             }
             let fpath = format!("{path}.{}", field.name());
@@ -439,7 +462,7 @@ impl Differ<'_> {
     }
 
     fn value(&mut self, kind: &Kind, a: &Value, b: &Value, path: &str) -> Result<()> {
-        if a == b {
+        if same(a, b) {
             return Ok(());
         }
         match kind {
