@@ -185,10 +185,14 @@ impl Workspace {
             Some(k) => k.as_bytes().to_vec(),
             None => self.placeholder(i).to_vec(),
         };
-        Ok((key, n.ty, n.children.is_empty() && !self.has_external_links(n)?))
+        Ok((key, n.ty, !self.has_links(n)?))
     }
 
-    fn has_external_links(&self, n: &Node) -> Result<bool> {
+    /// True if the node's value holds any link (loaded or not).
+    fn has_links(&self, n: &Node) -> Result<bool> {
+        if !n.children.is_empty() {
+            return Ok(true);
+        }
         let mut any = false;
         let info = self.registry.require(n.ty)?;
         wire::scan(&n.value, self.registry.plans(), info.plan, &mut |_| {
