@@ -10,19 +10,12 @@ fn kv(k: &str, v: &str) -> KeyValue {
     KeyValue { key: k.into(), value: v.into() }
 }
 
-/// A repository with an AddressLink root linking two persons; returns (repo, root, [p1, p2]).
+/// A repository whose root is [`address_book_in`]'s book; returns (repo, root, [p1, p2]).
 fn address_book() -> (Repository, ObjectId, [ObjectId; 2]) {
     let mut repo = repo();
-    let p1 = repo.create(&person("David", 5)).unwrap();
-    let p2 = repo.create(&person("John", 6)).unwrap();
-    let book = AddressLink {
-        person: vec![repo.link(p1).unwrap(), repo.link(p2).unwrap()],
-        owner: Some(repo.link(p1).unwrap()),
-        title: Some("an address book".into()),
-    };
-    let root = repo.create(&book).unwrap();
+    let (root, people) = address_book_in(&mut repo, "an address book");
     repo.set_root(root).unwrap();
-    (repo, root, [p1, p2])
+    (repo, root, people)
 }
 
 fn master(repo: &Repository) -> String {

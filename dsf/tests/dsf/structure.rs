@@ -11,14 +11,7 @@ use crate::common::*;
 /// A message repository: IonMsg → AddressLink → 3 links to 2 distinct persons.
 fn message() -> Repository {
     let mut repo = repo();
-    let p1 = repo.create(&person("David", 5)).unwrap();
-    let p2 = repo.create(&person("John", 6)).unwrap();
-    let book = AddressLink {
-        person: vec![repo.link(p1).unwrap(), repo.link(p2).unwrap()],
-        owner: Some(repo.link(p1).unwrap()),
-        title: Some("book".into()),
-    };
-    let book = repo.create(&book).unwrap();
+    let (book, _) = address_book_in(&mut repo, "book");
     let msg =
         IonMsg { name: Some("a message".into()), message_object: Some(repo.link(book).unwrap()), ..Default::default() };
     let root = repo.create(&msg).unwrap();
