@@ -156,10 +156,11 @@ fn varint_len(v: u64) -> usize {
 pub(crate) fn child_keys(registry: &Registry, ty: TypeId, value: &[u8]) -> Result<Vec<Key>> {
     let info = registry.require(ty)?;
     let mut keys: Vec<Key> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     wire::scan(value, registry.plans(), info.plan, &mut |link| {
         let key = Key::from_slice(link.key)
             .ok_or_else(|| Error::codec("link", format!("a link key has 20 or 32 bytes, not {}", link.key.len())))?;
-        if !keys.contains(&key) {
+        if seen.insert(key) {
             keys.push(key);
         }
         Ok(())

@@ -453,6 +453,7 @@ impl Workspace {
         let plan = self.registry.require(ty)?.plan;
         let mut value = Vec::with_capacity(self.nodes[i as usize].value.len());
         let mut child_keys: Vec<Key> = Vec::new();
+        let mut seen = HashSet::new();
         {
             let nodes = &self.nodes;
             let this = &*self;
@@ -475,7 +476,7 @@ impl Workspace {
                             (k, elements.get(&k).map_or(l.isleaf, |e| e.is_leaf()))
                         }
                     };
-                    if !child_keys.contains(&key) {
+                    if seen.insert(key) {
                         child_keys.push(key);
                     }
                     let changed = l.key != key.as_bytes() || l.isleaf != isleaf;
