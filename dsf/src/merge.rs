@@ -320,13 +320,24 @@ impl Merger<'_> {
 }
 
 /// Equality as content addressing sees it: floats compare by their bits (so NaN equals NaN and
-/// 0.0 differs from -0.0), messages by their canonical encoding.
+/// 0.0 differs from -0.0), messages field by field in field-number order.
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::F32(x), Value::F32(y)) => x.to_bits() == y.to_bits(),
         (Value::F64(x), Value::F64(y)) => x.to_bits() == y.to_bits(),
         (Value::List(x), Value::List(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y)),
-        (Value::Message(x), Value::Message(y)) => x.encode_to_vec() == y.encode_to_vec(),
+        (Value::Message(x), Value::Message(y)) => {
+            x.descriptor() == y.descriptor() && {
+                let (mut fx, mut fy) = (x.fields(), y.fields());
+                loop {
+                    match (fx.next(), fy.next()) {
+                        (None, None) => break true,
+                        (Some((dx, vx)), Some((dy, vy))) if dx.number() == dy.number() && same(vx, vy) => {}
+                        _ => break false,
+                    }
+                }
+            }
+        }
         (Value::Map(x), Value::Map(y)) => {
             x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
         }
