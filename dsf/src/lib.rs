@@ -16,6 +16,7 @@ pub mod error;
 pub mod key;
 pub mod merge;
 pub mod repository;
+pub mod store;
 pub mod structure;
 pub mod types;
 mod wire;

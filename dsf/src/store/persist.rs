@@ -1,0 +1,1 @@
+//! Persistence of repositories in a store.
