@@ -20,6 +20,7 @@ fn main() {
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }
+    println!("cargo:rerun-if-changed=protos");
     println!("cargo:rerun-if-env-changed=PROTOC");
 
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR is set"));

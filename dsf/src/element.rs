@@ -73,6 +73,36 @@ impl Element {
         Ok(Element { key, ty, isleaf, value, children })
     }
 
+    /// Rebuilds an element from a store row: verifies the key over the stored value and takes
+    /// the children from the stored child keys (the value is not scanned).
+    pub fn from_stored(element: &[u8], children: &[u8]) -> Result<Element> {
+        let parts = SeParts::parse(element)?;
+        let key = Key::from_slice(parts.key).ok_or_else(|| {
+            Error::codec("stored element", format!("a key has 20 or 32 bytes, not {}", parts.key.len()))
+        })?;
+        if key.algorithm().element_key(parts.value, parts.ty) != key {
+            return Err(Error::Corrupt { key });
+        }
+        let children = decode_children(children)?;
+        if parts.isleaf != children.is_empty() {
+            return Err(Error::codec(
+                "stored element",
+                format!("element {key}: isleaf contradicts its stored children"),
+            ));
+        }
+        Ok(Element { key, ty: parts.ty, isleaf: parts.isleaf, value: Bytes::copy_from_slice(parts.value), children })
+    }
+
+    /// The child keys encoded for a store row: each key preceded by its length.
+    pub fn encode_children(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.children.len() * 21);
+        for k in &self.children {
+            out.push(k.as_bytes().len() as u8);
+            out.extend_from_slice(k.as_bytes());
+        }
+        out
+    }
+
     /// Decodes and verifies an encoded `StructureElement`.
     pub fn decode(registry: &Registry, bytes: &[u8]) -> Result<Element> {
         let parts = SeParts::parse(bytes)?;
@@ -146,6 +176,19 @@ impl Element {
         }
         T::decode(self.value.as_ref()).map_err(|e| Error::codec("object", e))
     }
+}
+
+fn decode_children(mut bytes: &[u8]) -> Result<Vec<Key>> {
+    let mut keys = Vec::new();
+    while let Some((&len, rest)) = bytes.split_first() {
+        let key = rest
+            .get(..len as usize)
+            .and_then(Key::from_slice)
+            .ok_or_else(|| Error::codec("stored children", "a child key is truncated or has a bad length"))?;
+        keys.push(key);
+        bytes = &rest[len as usize..];
+    }
+    Ok(keys)
 }
 
 fn varint_len(v: u64) -> usize {

@@ -10,6 +10,8 @@ use crate::key::Key;
 pub struct Elements {
     map: HashMap<Key, Element>,
     bytes: usize,
+    /// Keys inserted since the last `take_unsaved`, in insertion order.
+    unsaved: Vec<Key>,
 }
 
 impl Elements {
@@ -23,8 +25,19 @@ impl Elements {
         self.map.contains_key(key)
     }
 
-    /// Adds an element; returns false if it was already present.
+    /// Adds an element; returns false if it was already present. A new element counts as
+    /// unsaved until [`Elements::take_unsaved`].
     pub fn insert(&mut self, element: Element) -> bool {
+        let key = element.key();
+        let added = self.insert_saved(element);
+        if added {
+            self.unsaved.push(key);
+        }
+        added
+    }
+
+    /// Adds an element that is already stored.
+    pub(crate) fn insert_saved(&mut self, element: Element) -> bool {
         use std::collections::hash_map::Entry;
         match self.map.entry(element.key()) {
             Entry::Occupied(_) => false,
@@ -34,6 +47,17 @@ impl Elements {
                 true
             }
         }
+    }
+
+    /// The elements added since the last call, in insertion order (children before parents,
+    /// commits after their objects), and forgets them.
+    pub(crate) fn take_unsaved(&mut self) -> Vec<Element> {
+        std::mem::take(&mut self.unsaved).into_iter().filter_map(|k| self.map.get(&k).cloned()).collect()
+    }
+
+    /// True if elements were added since the last [`Elements::take_unsaved`].
+    pub(crate) fn has_unsaved(&self) -> bool {
+        !self.unsaved.is_empty()
     }
 
     /// Removes an element.
@@ -87,5 +111,6 @@ impl Elements {
     pub(crate) fn clear(&mut self) {
         self.map.clear();
         self.bytes = 0;
+        self.unsaved.clear();
     }
 }

@@ -82,6 +82,9 @@ pub enum Error {
     /// A merge that cannot proceed.
     #[error("merge: {0}")]
     Merge(String),
+    /// A store failed.
+    #[error(transparent)]
+    Store(crate::store::StoreError),
 }
 
 /// `Result` with [`Error`].

@@ -217,6 +217,62 @@ impl Repository {
         Ok(())
     }
 
+    /// Adds elements read back from a store: verified, indexed, not counted as unsaved.
+    pub(crate) fn add_stored(&mut self, elements: impl IntoIterator<Item = Element>) -> Result<()> {
+        for e in elements {
+            if e.ty() == TypeId::COMMIT && !self.commits.contains_key(&e.key()) {
+                self.commits.insert(e.key(), Commit::from_element(&e)?);
+            }
+            self.elements.insert_saved(e);
+        }
+        Ok(())
+    }
+
+    /// Elements added since the last call (new objects, then their commits), forgotten here.
+    pub(crate) fn take_unsaved(&mut self) -> Vec<Element> {
+        self.elements.take_unsaved()
+    }
+
+    pub(crate) fn has_unsaved(&self) -> bool {
+        self.elements.has_unsaved()
+    }
+
+    /// Replaces branches and nicknames with stored ones; the current branch becomes `master`
+    /// (or the first branch) with an empty workspace.
+    pub(crate) fn restore_heads(&mut self, branches: Vec<Branch>, nicknames: BTreeMap<String, String>) {
+        self.branches = branches;
+        self.nicknames = nicknames;
+        let current = self.branch_key_of(MASTER).or_else(|| self.branches.first().map(|b| b.key.clone()));
+        self.current = current.map(Current::Branch);
+        self.ws.clear();
+        self.loaded = None;
+    }
+
+    /// The root objects a checkout may load: of the target commit, or of every head of the
+    /// branch and their common ancestor.
+    pub(crate) fn checkout_roots(&self, how: &Checkout) -> Result<Vec<Key>> {
+        let key = self.branch_key_of(&how.branch).ok_or_else(|| Error::UnknownBranch { name: how.branch.clone() })?;
+        let heads = self.get_branch(&key).expect("resolved").heads.clone();
+        let mut commits = match (how.commit, how.older_than) {
+            (Some(c), _) => vec![c],
+            (None, Some(date)) => self
+                .ancestry(&heads)
+                .into_iter()
+                .filter(|k| self.commits.get(k).is_some_and(|c| c.date <= date))
+                .collect(),
+            (None, None) => heads.clone(),
+        };
+        if how.commit.is_none() && how.older_than.is_none() && heads.len() > 1 {
+            commits.extend(self.common_ancestor(&heads).ok());
+        }
+        Ok(commits.iter().filter_map(|c| self.commits.get(c).and_then(|c| c.root)).map(|r| r.key).collect())
+    }
+
+    /// The types a checkout excludes.
+    pub(crate) fn excluded_for(&self, how: &Checkout) -> Vec<TypeId> {
+        how.excluded_types.clone().unwrap_or_else(|| self.default_excluded.clone())
+    }
+
     /// The commit with this key.
     pub fn commit_info(&self, key: Key) -> Result<&Commit> {
         self.commits.get(&key).ok_or(Error::MissingElement { key })

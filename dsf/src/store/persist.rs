@@ -1,1 +1,339 @@
-//! Persistence of repositories in a store.
+//! Repositories kept in a store.
+//!
+//! A [`StoredRepository`] is a [`Repository`] bound to a [`Store`]. Opening reads the heads
+//! record and the repository's commits; objects are fetched when a checkout needs them, level by
+//! level along the stored child keys (no object is decoded to find its children), and verified.
+//!
+//! Saving writes, in this order: the new objects (one blob batch), the new commits (one index
+//! batch, with the attributes of spec §4.1), and then the heads by compare-and-set. A crash can
+//! therefore leave unreferenced blobs, never a head that points at missing data. A lost race
+//! merges the winner's heads into ours (fast-forward or divergence, never loss) and retries.
+
+use std::collections::{BTreeMap, HashSet};
+
+use bytes::Bytes;
+use dsf_proto::dsf::store::{BranchHeads, HeadsRecord, Nickname};
+use dsf_proto::net::ooici::core::association::{Association, Terminology};
+use dsf_proto::net::ooici::core::link::{CasRef, IdRef};
+use dsf_proto::net::ooici::services::coi::OoiResource;
+use prost::Message as _;
+
+use super::{BlobRow, Cas, Predicate, Row, Store, StoreError};
+use crate::commit::Commit;
+use crate::element::Element;
+use crate::error::{Error, Result};
+use crate::key::{HashAlgorithm, Key};
+use crate::repository::{Branch, Checkout, Repository};
+use crate::types::{Registry, TypeId};
+
+/// How many times [`StoredRepository::save`] merges a newer heads record and retries.
+const CAS_ATTEMPTS: usize = 64;
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Error {
+        Error::Store(e)
+    }
+}
+
+/// A repository bound to a store.
+#[derive(Debug)]
+pub struct StoredRepository<'s, S> {
+    store: &'s S,
+    repo: Repository,
+    /// The version of the heads record this repository last read or wrote.
+    version: Option<u64>,
+    /// Commit → the `branch_name` attribute its row has in the store.
+    indexed_heads: BTreeMap<Key, String>,
+}
+
+impl<'s, S: Store> StoredRepository<'s, S> {
+    /// Binds a new repository to a store. Nothing is written before the first save.
+    pub fn create(store: &'s S, repo: Repository) -> StoredRepository<'s, S> {
+        StoredRepository { store, repo, version: None, indexed_heads: BTreeMap::new() }
+    }
+
+    /// Opens a stored repository: its heads and commits, no objects yet. `None` if the store
+    /// has no repository with this key.
+    pub async fn open(store: &'s S, registry: Registry, key: &str) -> Result<Option<StoredRepository<'s, S>>> {
+        let Some(current) = store.get_heads(key.to_owned()).await? else { return Ok(None) };
+        let record = decode_heads(&current.record)?;
+        let alg: HashAlgorithm = record.hash_algorithm.parse().map_err(|e: String| Error::codec("heads record", e))?;
+        let mut repo = Repository::with_key(registry, key, alg);
+        let mut this = StoredRepository {
+            store,
+            repo: repo.clone(),
+            version: Some(current.version),
+            indexed_heads: BTreeMap::new(),
+        };
+        this.load_commits().await?;
+        repo = std::mem::replace(&mut this.repo, repo);
+        let (branches, nicknames) = heads_of(&record)?;
+        repo.restore_heads(branches, nicknames);
+        this.repo = repo;
+        Ok(Some(this))
+    }
+
+    /// Reads every commit row of the repository (and the `branch_name` they carry).
+    async fn load_commits(&mut self) -> Result<()> {
+        let rows =
+            self.store.query(vec![Predicate::Eq("repository_key".into(), self.repo.key().as_bytes().to_vec())]).await?;
+        let mut commits = Vec::with_capacity(rows.len());
+        for row in rows {
+            let value = row.value.ok_or_else(|| Error::codec("commit row", "a row without a value"))?;
+            let e = Element::decode(self.repo.registry(), &value)?;
+            if let Some(b) = row.attributes.get("branch_name").filter(|b| !b.is_empty()) {
+                self.indexed_heads.insert(e.key(), String::from_utf8_lossy(b).into_owned());
+            }
+            commits.push(e);
+        }
+        self.repo.add_stored(commits)
+    }
+
+    /// The repository (read access).
+    pub fn repository(&self) -> &Repository {
+        &self.repo
+    }
+
+    /// The repository, to create and edit objects. Commit through [`StoredRepository::commit`]
+    /// (or call [`StoredRepository::save`] after committing on the repository).
+    pub fn repository_mut(&mut self) -> &mut Repository {
+        &mut self.repo
+    }
+
+    /// The version of the heads record last read or written.
+    pub fn heads_version(&self) -> Option<u64> {
+        self.version
+    }
+
+    /// Commits the workspace and saves it.
+    pub async fn commit(&mut self, comment: &str) -> Result<Key> {
+        let key = self.repo.commit(comment)?;
+        self.save().await?;
+        Ok(key)
+    }
+
+    /// Commits with an explicit date and saves.
+    pub async fn commit_at(&mut self, comment: &str, date: f64) -> Result<Key> {
+        let key = self.repo.commit_at(comment, date)?;
+        self.save().await?;
+        Ok(key)
+    }
+
+    /// Fetches what the checkout needs from the store, checks out, and saves any merge commit
+    /// the checkout made (a diverged branch merged by date).
+    pub async fn checkout(&mut self, how: Checkout) -> Result<()> {
+        let roots = self.repo.checkout_roots(&how)?;
+        let excluded = self.repo.excluded_for(&how);
+        self.fetch_graphs(roots, &excluded).await?;
+        self.repo.checkout(how)?;
+        if self.repo.has_unsaved() {
+            self.save().await?;
+        }
+        Ok(())
+    }
+
+    /// Fetches every element reachable from `roots` that the repository lacks, one batch per
+    /// level, not descending below objects of excluded types.
+    pub async fn fetch_graphs(&mut self, roots: Vec<Key>, excluded: &[TypeId]) -> Result<()> {
+        let mut seen: HashSet<Key> = HashSet::new();
+        let mut frontier: Vec<Key> = roots.iter().copied().filter(|k| seen.insert(*k)).collect();
+        while !frontier.is_empty() {
+            let wanted: Vec<Key> = frontier.into_iter().filter(|k| !self.repo.elements().contains(k)).collect();
+            let mut next = Vec::new();
+            let mut fetched = Vec::with_capacity(wanted.len());
+            let rows = if wanted.is_empty() { Vec::new() } else { self.store.get_blobs(wanted.clone()).await? };
+            for (key, row) in wanted.iter().zip(rows) {
+                let row = row.ok_or(Error::MissingElement { key: *key })?;
+                let e = Element::from_stored(&row.element, &row.children)?;
+                if e.key() != *key {
+                    return Err(Error::Corrupt { key: *key });
+                }
+                fetched.push(e);
+            }
+            // Children of elements already present are present too (they were saved together),
+            // so only fetched elements lead further.
+            for e in &fetched {
+                if excluded.contains(&e.ty()) && !roots.contains(&e.key()) {
+                    continue;
+                }
+                next.extend(e.children().iter().copied().filter(|c| seen.insert(*c)));
+            }
+            self.repo.add_stored(fetched)?;
+            frontier = next;
+        }
+        Ok(())
+    }
+
+    /// Writes new objects, then new commits, then moves the heads by compare-and-set, merging
+    /// (never dropping) heads that another writer saved in between.
+    pub async fn save(&mut self) -> Result<()> {
+        let unsaved = self.repo.take_unsaved();
+        let (commits, blobs): (Vec<Element>, Vec<Element>) =
+            unsaved.into_iter().partition(|e| e.ty() == TypeId::COMMIT);
+        if !blobs.is_empty() {
+            let rows = blobs
+                .iter()
+                .map(|e| BlobRow { key: e.key(), element: e.encode().into(), children: e.encode_children().into() })
+                .collect();
+            self.store.put_blobs(rows).await?;
+        }
+        if !commits.is_empty() {
+            let mut rows = Vec::with_capacity(commits.len());
+            for e in &commits {
+                rows.push(Row {
+                    key: e.key().as_bytes().to_vec(),
+                    value: Some(e.encode().into()),
+                    attributes: commit_attributes(&self.repo, e)?,
+                });
+            }
+            self.store.batch_put_rows(rows).await?;
+        }
+        self.move_heads().await?;
+        self.update_head_attributes().await
+    }
+
+    async fn move_heads(&mut self) -> Result<()> {
+        for _ in 0..CAS_ATTEMPTS {
+            let record = encode_heads(&self.repo);
+            match self.store.cas_heads(self.repo.key().to_owned(), self.version, record).await? {
+                Cas::Applied(v) => {
+                    self.version = Some(v);
+                    return Ok(());
+                }
+                Cas::Lost(current) => {
+                    let Some(current) = current else {
+                        self.version = None;
+                        continue;
+                    };
+                    self.load_commits().await?;
+                    let (branches, nicknames) = heads_of(&decode_heads(&current.record)?)?;
+                    for b in branches {
+                        self.repo.receive_heads(&b.key, &b.heads)?;
+                    }
+                    for (name, branch) in nicknames {
+                        if self.repo.get_branch(&name).is_none() {
+                            self.repo.set_nickname(&name, &branch)?;
+                        }
+                    }
+                    self.version = Some(current.version);
+                }
+            }
+        }
+        Err(Error::State(format!("heads of {} kept changing: gave up after {CAS_ATTEMPTS} attempts", self.repo.key())))
+    }
+
+    /// Sets `branch_name` on head commit rows and clears it on rows that stopped being heads.
+    async fn update_head_attributes(&mut self) -> Result<()> {
+        let mut now: BTreeMap<Key, Vec<String>> = BTreeMap::new();
+        for b in self.repo.branches() {
+            for h in &b.heads {
+                now.entry(*h).or_default().push(b.key.clone());
+            }
+        }
+        let now: BTreeMap<Key, String> = now.into_iter().map(|(k, v)| (k, v.join(","))).collect();
+        let mut updates = Vec::new();
+        for (k, old) in &self.indexed_heads {
+            if !now.contains_key(k) && !old.is_empty() {
+                updates.push(attribute_update(*k, ""));
+            }
+        }
+        for (k, names) in &now {
+            if self.indexed_heads.get(k) != Some(names) {
+                updates.push(attribute_update(*k, names));
+            }
+        }
+        if !updates.is_empty() {
+            self.store.batch_put_rows(updates).await?;
+        }
+        self.indexed_heads = now;
+        Ok(())
+    }
+}
+
+fn attribute_update(key: Key, branch_name: &str) -> Row {
+    Row {
+        key: key.as_bytes().to_vec(),
+        value: None,
+        attributes: BTreeMap::from([("branch_name".to_owned(), branch_name.as_bytes().to_vec())]),
+    }
+}
+
+fn encode_heads(repo: &Repository) -> Bytes {
+    HeadsRecord {
+        hash_algorithm: repo.algorithm().name().to_owned(),
+        branches: repo
+            .branches()
+            .iter()
+            .map(|b| BranchHeads { key: b.key.clone(), heads: b.heads.iter().map(|h| h.as_bytes().to_vec()).collect() })
+            .collect(),
+        nicknames: repo.nicknames().iter().map(|(n, b)| Nickname { name: n.clone(), branch: b.clone() }).collect(),
+    }
+    .encode_to_vec()
+    .into()
+}
+
+fn decode_heads(bytes: &[u8]) -> Result<HeadsRecord> {
+    HeadsRecord::decode(bytes).map_err(|e| Error::codec("heads record", e))
+}
+
+fn heads_of(record: &HeadsRecord) -> Result<(Vec<Branch>, BTreeMap<String, String>)> {
+    let mut branches = Vec::new();
+    for b in &record.branches {
+        let heads = b
+            .heads
+            .iter()
+            .map(|h| Key::from_slice(h).ok_or_else(|| Error::codec("heads record", "a head key has a bad length")))
+            .collect::<Result<Vec<_>>>()?;
+        branches.push(Branch { key: b.key.clone(), heads });
+    }
+    let nicknames = record.nicknames.iter().map(|n| (n.name.clone(), n.branch.clone())).collect();
+    Ok((branches, nicknames))
+}
+
+/// The index attributes of a commit row (spec §4.1): the repository key, an empty
+/// `branch_name` (heads are marked after the heads move), and attributes of the root object
+/// for associations (13), resources (1102) and terms (14).
+pub fn commit_attributes(repo: &Repository, commit: &Element) -> Result<BTreeMap<String, Vec<u8>>> {
+    let mut attrs = BTreeMap::new();
+    attrs.insert("repository_key".to_owned(), repo.key().as_bytes().to_vec());
+    attrs.insert("branch_name".to_owned(), Vec::new());
+    let info = Commit::from_element(commit)?;
+    let Some(root) = info.root else { return Ok(attrs) };
+    let Some(root_element) = repo.elements().get(&root.key) else { return Ok(attrs) };
+    let linked = |link: &Option<CasRef>| -> Option<IdRef> {
+        let key = Key::from_slice(&link.as_ref()?.key)?;
+        repo.elements().get(&key)?.decode_as::<IdRef>().ok()
+    };
+    match root.ty.object_id {
+        13 => {
+            let a: Association = root_element.decode_as()?;
+            for (role, link) in [("subject", &a.subject), ("predicate", &a.predicate), ("object", &a.object)] {
+                let (key, branch, commit) = match linked(link) {
+                    Some(r) => (
+                        r.key.unwrap_or_default().into_bytes(),
+                        r.branch.unwrap_or_default().into_bytes(),
+                        r.commit.unwrap_or_default(),
+                    ),
+                    None => (b"null".to_vec(), b"null".to_vec(), b"null".to_vec()),
+                };
+                attrs.insert(format!("{role}_key"), key);
+                attrs.insert(format!("{role}_branch"), branch);
+                attrs.insert(format!("{role}_commit"), commit);
+            }
+        }
+        1102 => {
+            let r: OoiResource = root_element.decode_as()?;
+            if let Some(t) = linked(&r.resource_type) {
+                attrs.insert("resource_object_type".to_owned(), t.key.unwrap_or_default().into_bytes());
+            }
+            // The decimal enum number, as ION stores it ("2" for ACTIVE).
+            attrs.insert("resource_life_cycle_state".to_owned(), (r.lcs() as i32).to_string().into_bytes());
+        }
+        14 => {
+            let t: Terminology = root_element.decode_as()?;
+            attrs.insert("keyword".to_owned(), t.word.unwrap_or_default().into_bytes());
+        }
+        _ => {}
+    }
+    Ok(attrs)
+}
