@@ -83,7 +83,8 @@ async fn walkthrough(dir: &std::path::Path) -> anyhow::Result<()> {
     drop(stored);
     drop(store);
     let store = RocksStore::open(dir)?;
-    let mut stored = StoredRepository::open(&store, Registry::builtin(), &key).await?.expect("the repository was saved");
+    let mut stored =
+        StoredRepository::open(&store, Registry::builtin(), &key).await?.expect("the repository was saved");
     stored.checkout(Checkout::branch(MASTER)).await?;
     println!("\nreopened {key} from {}", dir.display());
     let repo = stored.repository();

@@ -41,7 +41,8 @@ async fn run(dir: &str, key: &str, limit: Option<u64>) -> Result<(), Box<dyn std
     while limit.is_none_or(|l| n < l) {
         let repo = stored.repository_mut();
         let root = repo.root().expect("checked out");
-        let kv = repo.create(&KeyValue { key: format!("item {n}"), value: format!("written by {}", std::process::id()) })?;
+        let kv =
+            repo.create(&KeyValue { key: format!("item {n}"), value: format!("written by {}", std::process::id()) })?;
         let link = repo.link(kv)?;
         repo.update::<ListObj>(root, |l| {
             // Keep the list bounded: drop the oldest item now and then, so graphs change shape.

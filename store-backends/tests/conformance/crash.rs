@@ -40,7 +40,8 @@ fn run_and_kill(dir: &std::path::Path, commits: usize) -> Vec<Key> {
 async fn check(dir: &std::path::Path, reported: &[Key]) {
     let store = RocksStore::open(dir).expect("the store reopens after SIGKILL");
     let registry = Registry::builtin();
-    let mut stored = StoredRepository::open(&store, registry, REPOSITORY).await.unwrap().expect("the repository exists");
+    let mut stored =
+        StoredRepository::open(&store, registry, REPOSITORY).await.unwrap().expect("the repository exists");
     let heads = stored.repository().current_heads();
     assert!(!heads.is_empty());
     for head in &heads {

@@ -36,13 +36,23 @@ fn row(key: &str, value: &str, pairs: &[(&str, &str)]) -> Row {
 /// Three people-like rows: (key, value, repository_key, keyword, resource_life_cycle_state).
 async fn people<F: Fixture>(f: &F) {
     let s = f.store();
-    s.put_row(row("david", "DS", &[("repository_key", "people"), ("keyword", "1975"), ("resource_life_cycle_state", "ACTIVE")]))
+    s.put_row(row(
+        "david",
+        "DS",
+        &[("repository_key", "people"), ("keyword", "1975"), ("resource_life_cycle_state", "ACTIVE")],
+    ))
+    .await
+    .unwrap();
+    s.put_row(row(
+        "john",
+        "JD",
+        &[("repository_key", "people"), ("keyword", "1960"), ("resource_life_cycle_state", "RETIRED")],
+    ))
+    .await
+    .unwrap();
+    s.put_row(row("ann", "AN", &[("repository_key", "people"), ("resource_life_cycle_state", "ACTIVE")]))
         .await
         .unwrap();
-    s.put_row(row("john", "JD", &[("repository_key", "people"), ("keyword", "1960"), ("resource_life_cycle_state", "RETIRED")]))
-        .await
-        .unwrap();
-    s.put_row(row("ann", "AN", &[("repository_key", "people"), ("resource_life_cycle_state", "ACTIVE")])).await.unwrap();
     s.put_row(row("other", "OT", &[("repository_key", "others"), ("keyword", "1999")])).await.unwrap();
 }
 
@@ -115,7 +125,10 @@ pub async fn query_single<F: Fixture>(f: F) {
     let rows = f.store().query(vec![eq("keyword", "1975")]).await.unwrap();
     assert_eq!(keys(&rows), ["david"]);
     assert_eq!(rows[0].value, Some(b("DS")));
-    assert_eq!(rows[0].attributes, attrs(&[("repository_key", "people"), ("keyword", "1975"), ("resource_life_cycle_state", "ACTIVE")]));
+    assert_eq!(
+        rows[0].attributes,
+        attrs(&[("repository_key", "people"), ("keyword", "1975"), ("resource_life_cycle_state", "ACTIVE")])
+    );
     let rows = f.store().query(vec![eq("repository_key", "people")]).await.unwrap();
     assert_eq!(keys(&rows), ["ann", "david", "john"]);
 }
@@ -123,7 +136,8 @@ pub async fn query_single<F: Fixture>(f: F) {
 /// Spec §7.7 `test_query_multiple` ★: an AND of two EQs.
 pub async fn query_multiple<F: Fixture>(f: F) {
     people(&f).await;
-    let rows = f.store().query(vec![eq("repository_key", "people"), eq("resource_life_cycle_state", "ACTIVE")]).await.unwrap();
+    let rows =
+        f.store().query(vec![eq("repository_key", "people"), eq("resource_life_cycle_state", "ACTIVE")]).await.unwrap();
     assert_eq!(keys(&rows), ["ann", "david"]);
 }
 
@@ -171,10 +185,17 @@ pub async fn update_index<F: Fixture>(f: F) {
     assert_eq!(rows[0].value, Some(b("DS")));
     assert_eq!(rows[0].attributes.get("resource_life_cycle_state").map(Vec::as_slice), Some(&b"ACTIVE"[..]));
     // The batch form: a row without a value is an attribute-only update.
-    s.batch_put_rows(vec![Row { key: k("john"), value: None, attributes: attrs(&[("resource_life_cycle_state", "ACTIVE")]) }])
-        .await
-        .unwrap();
-    assert_eq!(keys(&s.query(vec![eq("resource_life_cycle_state", "ACTIVE")]).await.unwrap()), ["ann", "david", "john"]);
+    s.batch_put_rows(vec![Row {
+        key: k("john"),
+        value: None,
+        attributes: attrs(&[("resource_life_cycle_state", "ACTIVE")]),
+    }])
+    .await
+    .unwrap();
+    assert_eq!(
+        keys(&s.query(vec![eq("resource_life_cycle_state", "ACTIVE")]).await.unwrap()),
+        ["ann", "david", "john"]
+    );
     assert_eq!(s.get(k("john")).await.unwrap(), Some(b("JD")));
 }
 
@@ -198,7 +219,8 @@ pub async fn blobs<F: Fixture>(f: F) {
     let registry = Registry::builtin();
     let people: Vec<Element> = (0..5)
         .map(|i| {
-            let p = dsf::proto::net::ooici::play::Person { name: Some(format!("p{i}")), id: Some(i), ..Default::default() };
+            let p =
+                dsf::proto::net::ooici::play::Person { name: Some(format!("p{i}")), id: Some(i), ..Default::default() };
             Element::from_message(HashAlgorithm::Sha1, &registry, &p).unwrap()
         })
         .collect();
@@ -246,7 +268,9 @@ pub async fn heads_one_winner<F: Fixture>(f: F) {
         let tasks: Vec<_> = (0..8)
             .map(|w| {
                 let f = Arc::clone(&f);
-                tokio::spawn(async move { f.store().cas_heads("race".into(), Some(round), b(&format!("{round}:{w}"))).await })
+                tokio::spawn(async move {
+                    f.store().cas_heads("race".into(), Some(round), b(&format!("{round}:{w}"))).await
+                })
             })
             .collect();
         let mut winners = 0;

@@ -20,6 +20,9 @@ impl Rng {
     }
 }
 
+/// A query answer as compared: key, value, attributes.
+type Answer = Vec<(Vec<u8>, Option<Bytes>, BTreeMap<String, Vec<u8>>)>;
+
 #[derive(Debug, Clone, PartialEq)]
 struct ModelRow {
     value: Bytes,
@@ -52,7 +55,11 @@ pub async fn random_operations<F: Fixture>(mut f: F) {
             }
             2 => {
                 let rows: Vec<Row> = (0..3)
-                    .map(|i| Row { key: key(&mut rng), value: Some(Bytes::from(format!("b{step}.{i}"))), attributes: attr(&mut rng) })
+                    .map(|i| Row {
+                        key: key(&mut rng),
+                        value: Some(Bytes::from(format!("b{step}.{i}"))),
+                        attributes: attr(&mut rng),
+                    })
                     .collect();
                 f.store().batch_put_rows(rows.clone()).await.unwrap();
                 for r in rows {
@@ -83,13 +90,20 @@ pub async fn random_operations<F: Fixture>(mut f: F) {
                 assert_eq!(got, want, "{ctx}");
             }
             6 => {
-                let mut predicates = vec![Predicate::Eq("repository_key".into(), format!("r{}", rng.below(3)).into_bytes())];
+                let mut predicates =
+                    vec![Predicate::Eq("repository_key".into(), format!("r{}", rng.below(3)).into_bytes())];
                 if rng.below(2) == 0 {
                     predicates.push(Predicate::Gt("keyword".into(), format!("{}", rng.below(3)).into_bytes()));
                 }
-                let got: Vec<(Vec<u8>, Option<Bytes>, BTreeMap<String, Vec<u8>>)> =
-                    f.store().query(predicates.clone()).await.unwrap().into_iter().map(|r| (r.key, r.value, r.attributes)).collect();
-                let want: Vec<_> = model
+                let got: Answer = f
+                    .store()
+                    .query(predicates.clone())
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| (r.key, r.value, r.attributes))
+                    .collect();
+                let want: Answer = model
                     .iter()
                     .filter(|(_, r)| dsf::store::matches(&r.attributes, &predicates))
                     .map(|(k, r)| (k.clone(), Some(r.value.clone()), r.attributes.clone()))

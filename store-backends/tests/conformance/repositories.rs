@@ -142,7 +142,8 @@ pub async fn commit_rows_are_indexed<F: Fixture>(f: F) {
     let link = stored.repository().link(kv).unwrap();
     stored.repository_mut().update::<ListObj>(root, |l| l.items.push(link)).unwrap();
     let c2 = stored.commit("two").await.unwrap();
-    let repo_rows = f.store().query(vec![Predicate::Eq("repository_key".into(), key.as_bytes().to_vec())]).await.unwrap();
+    let repo_rows =
+        f.store().query(vec![Predicate::Eq("repository_key".into(), key.as_bytes().to_vec())]).await.unwrap();
     assert_eq!(repo_rows.len(), 2);
     let heads = f
         .store()
