@@ -6,3 +6,4 @@
 //! currently live in memory only (see `ARCHITECTURE.md`).
 
 pub mod cassandra;
+pub mod rocks;
