@@ -155,20 +155,27 @@ impl IndexStore for MemoryStore {
         let checked = rows.iter().try_for_each(|r| check_attributes(&self.indexed, r.attributes.keys()));
         self.with(move |i| {
             checked?;
+            // A failing batch writes nothing: check every attribute-only update first.
+            let mut written = std::collections::HashSet::new();
+            for row in &rows {
+                if row.value.is_some() {
+                    written.insert(&row.key);
+                } else if !i.rows.contains_key(&row.key) && !written.contains(&row.key) {
+                    return Err(StoreError::Invalid(format!(
+                        "attribute-only update of a row that does not exist: {}",
+                        hex(&row.key)
+                    )));
+                }
+            }
             for row in rows {
                 match row.value {
                     Some(value) => {
                         i.rows.insert(row.key, StoredRow { value, attributes: row.attributes });
                     }
-                    None => match i.rows.get_mut(&row.key) {
-                        Some(existing) => existing.attributes.extend(row.attributes),
-                        None => {
-                            return Err(StoreError::Invalid(format!(
-                                "attribute-only update of a row that does not exist: {}",
-                                hex(&row.key)
-                            )));
-                        }
-                    },
+                    None => {
+                        let existing = i.rows.get_mut(&row.key).expect("checked above");
+                        existing.attributes.extend(row.attributes);
+                    }
                 }
             }
             Ok(())

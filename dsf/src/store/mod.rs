@@ -9,7 +9,8 @@
 //! - **heads**: repository key → an opaque heads record with a version; it changes only by
 //!   compare-and-set, and a lost race returns the current record.
 //!
-//! Backends store bytes: they never compute keys and never decode objects. `dsf` encodes and
+//! Row keys are never empty. Backends store bytes: they never compute keys and never decode
+//! objects. `dsf` encodes and
 //! verifies (see [`persist`]). Every method takes owned arguments and returns a `Send` future,
 //! so backends may move work to other threads; traits are used through generics, never `dyn`.
 
@@ -147,7 +148,7 @@ pub trait IndexStore: KvStore {
     /// Writes a row with its attributes (the whole row is replaced).
     fn put_row(&self, row: Row) -> impl Future<Output = StoreResult<()>> + Send;
     /// Writes rows in one batch; a row without a value updates the attributes of an existing
-    /// row and leaves its value alone.
+    /// row and leaves its value alone. A batch that fails validation writes nothing.
     fn batch_put_rows(&self, rows: Vec<Row>) -> impl Future<Output = StoreResult<()>> + Send;
     /// Changes attributes of an existing row; `value` is not an attribute.
     fn update_index(
