@@ -58,7 +58,7 @@ use bytes::Bytes;
 use dsf::key::Key;
 use dsf::store::{
     BlobRow, BlobStore, COMMIT_ATTRIBUTES, Cas, HeadStore, IndexStore, KvStore, Predicate, Row, StoreError,
-    StoreResult, Versioned, check_attributes, check_query, matches,
+    StoreResult, Versioned, check_attributes, check_predicates, matches,
 };
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, DBPinnableSlice,
@@ -488,22 +488,8 @@ impl IndexStore for RocksStore {
         })
     }
 
-    fn update_index(
-        &self,
-        key: Vec<u8>,
-        attributes: BTreeMap<String, Vec<u8>>,
-    ) -> impl Future<Output = StoreResult<()>> + Send {
-        self.batch_put_rows(vec![Row { key, value: None, attributes }])
-    }
-
     fn query(&self, predicates: Vec<Predicate>) -> impl Future<Output = StoreResult<Vec<Row>>> + Send {
-        let names: Vec<String> = predicates
-            .iter()
-            .map(|p| match p {
-                Predicate::Eq(n, _) | Predicate::Gt(n, _) => n.clone(),
-            })
-            .collect();
-        let checked = check_query(&predicates).and_then(|_| check_attributes(&self.shared.indexed, names.iter()));
+        let checked = check_predicates(&self.shared.indexed, &predicates);
         self.blocking(move |s| {
             checked?;
             s.query(&predicates)

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::{
     BlobRow, BlobStore, Cas, HeadStore, IndexStore, KvStore, Predicate, Row, StoreError, StoreResult, Versioned,
-    check_attributes, check_query, matches,
+    check_attributes, check_predicates, matches,
 };
 use crate::key::Key;
 
@@ -182,22 +182,8 @@ impl IndexStore for MemoryStore {
         })
     }
 
-    fn update_index(
-        &self,
-        key: Vec<u8>,
-        attributes: BTreeMap<String, Vec<u8>>,
-    ) -> impl Future<Output = StoreResult<()>> + Send {
-        self.batch_put_rows(vec![Row { key, value: None, attributes }])
-    }
-
     fn query(&self, predicates: Vec<Predicate>) -> impl Future<Output = StoreResult<Vec<Row>>> + Send {
-        let names: Vec<String> = predicates
-            .iter()
-            .map(|p| match p {
-                Predicate::Eq(n, _) | Predicate::Gt(n, _) => n.clone(),
-            })
-            .collect();
-        let checked = check_query(&predicates).and_then(|_| check_attributes(&self.indexed, names.iter()));
+        let checked = check_predicates(&self.indexed, &predicates);
         self.with(move |i| {
             checked?;
             Ok(i.rows

@@ -155,7 +155,9 @@ pub trait IndexStore: KvStore {
         &self,
         key: Vec<u8>,
         attributes: BTreeMap<String, Vec<u8>>,
-    ) -> impl Future<Output = StoreResult<()>> + Send;
+    ) -> impl Future<Output = StoreResult<()>> + Send {
+        self.batch_put_rows(vec![Row { key, value: None, attributes }])
+    }
     /// The rows matching every predicate (at least one [`Predicate::Eq`]), with their values
     /// and all attributes, ordered by key.
     fn query(&self, predicates: Vec<Predicate>) -> impl Future<Output = StoreResult<Vec<Row>>> + Send;
@@ -204,6 +206,22 @@ pub fn check_query(predicates: &[Predicate]) -> StoreResult<()> {
         Ok(())
     } else {
         Err(StoreError::Invalid("a query needs at least one equality predicate".into()))
+    }
+}
+
+/// Checks a query before it runs: at least one equality, and only indexed attributes.
+pub fn check_predicates(indexed: &[String], predicates: &[Predicate]) -> StoreResult<()> {
+    check_query(predicates)?;
+    let names: Vec<String> = predicates.iter().map(|p| p.attribute().to_owned()).collect();
+    check_attributes(indexed, names.iter())
+}
+
+impl Predicate {
+    /// The attribute the predicate tests.
+    pub fn attribute(&self) -> &str {
+        match self {
+            Predicate::Eq(name, _) | Predicate::Gt(name, _) => name,
+        }
     }
 }
 
