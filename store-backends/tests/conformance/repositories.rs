@@ -98,23 +98,20 @@ pub async fn concurrent_writers_keep_every_head<F: Fixture>(f: F) {
     origin.repository_mut().set_root(kv).unwrap();
     let base = origin.commit("base").await.unwrap();
 
-    let writers: Vec<_> = (0..4)
-        .map(|w| {
-            let f = Arc::clone(&f);
-            let (registry, key) = (registry.clone(), key.clone());
-            tokio::spawn(async move {
-                let mut mine = StoredRepository::open(f.store(), registry, &key).await.unwrap().unwrap();
-                mine.checkout(Checkout::branch(MASTER)).await.unwrap();
-                let root = mine.repository().root().unwrap();
-                mine.repository_mut().update::<KeyValue>(root, |kv| kv.value = format!("writer {w}")).unwrap();
-                mine.commit(&format!("writer {w}")).await.unwrap()
-            })
-        })
-        .collect();
-    let mut commits = Vec::new();
-    for w in writers {
-        commits.push(w.await.unwrap());
+    // Every writer checks out the same head first, then all commit at once.
+    let mut writers = Vec::new();
+    for _ in 0..4 {
+        let mut mine = StoredRepository::open(f.store(), registry.clone(), &key).await.unwrap().unwrap();
+        mine.checkout(Checkout::branch(MASTER)).await.unwrap();
+        writers.push(mine);
     }
+    let commits: Vec<Key> = futures::future::join_all(writers.iter_mut().enumerate().map(|(w, mine)| async move {
+        let root = mine.repository().root().unwrap();
+        mine.repository_mut().update::<KeyValue>(root, |kv| kv.value = format!("writer {w}")).unwrap();
+        mine.commit(&format!("writer {w}")).await.unwrap()
+    }))
+    .await;
+    drop(writers);
     let stored = StoredRepository::open(f.store(), registry.clone(), &key).await.unwrap().unwrap();
     let heads = stored.repository().get_branch(MASTER).unwrap().heads.clone();
     for c in &commits {
