@@ -469,10 +469,6 @@ impl IndexStore for RocksStore {
         self.shared.indexed.clone()
     }
 
-    fn put_row(&self, row: Row) -> impl Future<Output = StoreResult<()>> + Send {
-        self.batch_put_rows(vec![row])
-    }
-
     fn batch_put_rows(&self, rows: Vec<Row>) -> impl Future<Output = StoreResult<()>> + Send {
         let checked = rows.iter().try_for_each(|r| check_attributes(&self.shared.indexed, r.attributes.keys()));
         let changes: Vec<(Vec<u8>, Change)> = rows

@@ -147,10 +147,6 @@ impl IndexStore for MemoryStore {
         self.indexed.clone()
     }
 
-    fn put_row(&self, row: Row) -> impl Future<Output = StoreResult<()>> + Send {
-        self.batch_put_rows(vec![row])
-    }
-
     fn batch_put_rows(&self, rows: Vec<Row>) -> impl Future<Output = StoreResult<()>> + Send {
         let checked = rows.iter().try_for_each(|r| check_attributes(&self.indexed, r.attributes.keys()));
         self.with(move |i| {

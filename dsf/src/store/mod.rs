@@ -146,7 +146,9 @@ pub trait IndexStore: KvStore {
     /// The indexed attribute names.
     fn indexed_attributes(&self) -> Vec<String>;
     /// Writes a row with its attributes (the whole row is replaced).
-    fn put_row(&self, row: Row) -> impl Future<Output = StoreResult<()>> + Send;
+    fn put_row(&self, row: Row) -> impl Future<Output = StoreResult<()>> + Send {
+        self.batch_put_rows(vec![row])
+    }
     /// Writes rows in one batch; a row without a value updates the attributes of an existing
     /// row and leaves its value alone. A batch that fails validation writes nothing.
     fn batch_put_rows(&self, rows: Vec<Row>) -> impl Future<Output = StoreResult<()>> + Send;
