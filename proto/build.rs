@@ -32,12 +32,31 @@ fn main() {
     config
         .file_descriptor_set_path(&descriptor_path)
         .include_file("generated.rs")
-        .compile_protos(&files, &[root])
+        .compile_protos(&files, &[&root])
         .expect("protos compile");
 
     let bytes = std::fs::read(&descriptor_path).expect("descriptor set was written");
     let set = FileDescriptorSet::decode(bytes.as_slice()).expect("descriptor set decodes");
     std::fs::write(out.join("identified.rs"), identified_impls(&set)).expect("write identified.rs");
+
+    #[cfg(feature = "grpc")]
+    compile_grpc(&root);
+}
+
+/// The datastore's gRPC service (`grpc/dsf/datastore.proto`), with tonic's client and server.
+/// Its messages refer to `dsf.store` messages generated above.
+#[cfg(feature = "grpc")]
+fn compile_grpc(root: &Path) {
+    println!("cargo:rerun-if-changed=grpc");
+    let mut config = prost_build::Config::new();
+    if std::env::var_os("PROTOC").is_none() {
+        config.protoc_executable(protoc_bin_vendored::protoc_bin_path().expect("vendored protoc is available"));
+    }
+    tonic_prost_build::configure()
+        .build_transport(false)
+        .extern_path(".dsf.store", "crate::dsf::store")
+        .compile_with_config(config, &[Path::new("grpc/dsf/datastore.proto")], &[Path::new("grpc"), root])
+        .expect("gRPC protos compile");
 }
 
 fn collect_protos(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -1,5 +1,14 @@
-//! The capability container: process lifecycle, AMQP messaging, RPC conversations, the
-//! datastore service, the client side of push, pull and clone, and the `dsf-cli` binary.
+//! The DSF capability container: processes with a life cycle on RabbitMQ (ION's message
+//! protocol), the datastore service on any store, the client side of push, pull and clone over
+//! AMQP and gRPC, and the `dsf-container` binary.
 //!
-//! It is the only crate that knows AMQP, gRPC and the command line. None of it is written
-//! yet (see `ARCHITECTURE.md`).
+//! This is the only crate that knows AMQP, gRPC and the command line; objects, repositories and
+//! storage come from `dsf` and `dsf-store-backends`.
+
+pub mod amqp;
+pub mod content;
+pub mod datastore;
+pub mod error;
+pub mod message;
+
+pub use error::{Error, Result, ServiceError};

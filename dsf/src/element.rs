@@ -166,6 +166,19 @@ impl Element {
         &self.children
     }
 
+    /// The links of this element's object, with the type each link declares, in wire order
+    /// (found without decoding the object).
+    pub fn links(&self, registry: &Registry) -> Result<Vec<(Key, TypeId)>> {
+        let info = registry.require(self.ty)?;
+        let mut out = Vec::new();
+        crate::wire::scan(&self.value, registry.plans(), info.plan, &mut |l| {
+            let key = Key::from_slice(l.key).ok_or_else(|| Error::codec("link", "a link key has a bad length"))?;
+            out.push((key, l.ty));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
     /// Decodes the value as a generated message; fails if the element is of another type.
     pub fn decode_as<T: dsf_proto::Identified>(&self) -> Result<T> {
         if self.ty != TypeId::of::<T>() {

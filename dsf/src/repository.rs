@@ -250,7 +250,7 @@ impl Repository {
 
     /// The root objects a checkout may load: of the target commit, or of every head of the
     /// branch and their common ancestor.
-    pub(crate) fn checkout_roots(&self, how: &Checkout) -> Result<Vec<Key>> {
+    pub fn checkout_roots(&self, how: &Checkout) -> Result<Vec<Key>> {
         let key = self.branch_key_of(&how.branch).ok_or_else(|| Error::UnknownBranch { name: how.branch.clone() })?;
         let heads = self.get_branch(&key).expect("resolved").heads.clone();
         let mut commits = match (how.commit, how.older_than) {
@@ -269,7 +269,7 @@ impl Repository {
     }
 
     /// The types a checkout excludes.
-    pub(crate) fn excluded_for(&self, how: &Checkout) -> Vec<TypeId> {
+    pub fn excluded_for(&self, how: &Checkout) -> Vec<TypeId> {
         how.excluded_types.clone().unwrap_or_else(|| self.default_excluded.clone())
     }
 

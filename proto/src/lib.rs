@@ -22,6 +22,12 @@ pub const DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/desc
 include!(concat!(env!("OUT_DIR"), "/generated.rs"));
 include!(concat!(env!("OUT_DIR"), "/identified.rs"));
 
+/// The datastore's gRPC service (`dsf.datastore`): messages, tonic client and server.
+#[cfg(feature = "grpc")]
+pub mod grpc {
+    include!(concat!(env!("OUT_DIR"), "/dsf.datastore.rs"));
+}
+
 /// Short paths to the messages used most.
 pub mod prelude {
     pub use crate::net::ooici::core::container::{Structure, StructureElement};

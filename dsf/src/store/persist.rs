@@ -18,7 +18,7 @@ use dsf_proto::net::ooici::core::link::{CasRef, IdRef};
 use dsf_proto::net::ooici::services::coi::OoiResource;
 use prost::Message as _;
 
-use super::{BlobRow, Cas, Predicate, Row, Store, StoreError};
+use super::{BlobRow, BlobStore, Cas, HeadStore, Predicate, Row, Store, StoreError};
 use crate::commit::Commit;
 use crate::element::Element;
 use crate::error::{Error, Result};
@@ -248,6 +248,67 @@ impl<'s, S: Store> StoredRepository<'s, S> {
         self.indexed_heads = now;
         Ok(())
     }
+}
+
+/// The heads of a stored repository, read without its commits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredHeads {
+    /// The repository's hash algorithm.
+    pub algorithm: HashAlgorithm,
+    /// Branches and their head commits.
+    pub branches: Vec<Branch>,
+    /// Branch names → branch keys.
+    pub nicknames: BTreeMap<String, String>,
+    /// The version of the heads record.
+    pub version: u64,
+}
+
+/// Reads the heads of a repository; `None` if the store has no repository with this key.
+pub async fn read_heads<S: HeadStore>(store: &S, key: &str) -> Result<Option<StoredHeads>> {
+    let Some(current) = store.get_heads(key.to_owned()).await? else { return Ok(None) };
+    let record = decode_heads(&current.record)?;
+    let algorithm = record.hash_algorithm.parse().map_err(|e: String| Error::codec("heads record", e))?;
+    let (branches, nicknames) = heads_of(&record)?;
+    Ok(Some(StoredHeads { algorithm, branches, nicknames, version: current.version }))
+}
+
+/// Every element reachable from `roots`, read from the store one batch per level and verified.
+/// Links to objects of `excluded` types are not followed (roots are always included); keys for
+/// which `known` is true are neither read nor descended (whoever asks holds them and what hangs
+/// below them). A missing element is [`Error::MissingElement`].
+pub async fn collect<S: BlobStore>(
+    store: &S,
+    registry: &Registry,
+    roots: &[Key],
+    excluded: &[TypeId],
+    known: impl Fn(&Key) -> bool,
+) -> Result<Vec<Element>> {
+    let mut seen: HashSet<Key> = HashSet::new();
+    let mut frontier: Vec<Key> = roots.iter().copied().filter(|k| !known(k) && seen.insert(*k)).collect();
+    let mut out = Vec::new();
+    while !frontier.is_empty() {
+        let rows = store.get_blobs(frontier.clone()).await?;
+        let mut next = Vec::new();
+        for (key, row) in frontier.iter().zip(rows) {
+            let row = row.ok_or(Error::MissingElement { key: *key })?;
+            let e = Element::from_stored(&row.element, &row.children)?;
+            if e.key() != *key {
+                return Err(Error::Corrupt { key: *key });
+            }
+            if excluded.is_empty() {
+                next.extend(e.children().iter().copied().filter(|c| !known(c) && seen.insert(*c)));
+            } else {
+                for (c, ty) in e.links(registry)? {
+                    if !excluded.contains(&ty) && !known(&c) && seen.insert(c) {
+                        next.push(c);
+                    }
+                }
+            }
+            out.push(e);
+        }
+        frontier = next;
+    }
+    Ok(out)
 }
 
 fn attribute_update(key: Key, branch_name: &str) -> Row {

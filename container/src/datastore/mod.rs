@@ -1,0 +1,3 @@
+//! The datastore service.
+
+pub mod extract;
