@@ -155,8 +155,12 @@ impl Container {
             )
             .await?;
         channel.basic_qos(self.config.prefetch, BasicQosOptions::default()).await?;
-        declare_and_bind(&channel, &id, QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() })
-            .await?;
+        declare_and_bind(
+            &channel,
+            &id,
+            QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
+        )
+        .await?;
         let worker = service.map(|s| format!("{}.{s}", self.sysname));
         if let Some(q) = &worker {
             // The worker queue outlives its consumers, so a request in flight when the last

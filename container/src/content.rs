@@ -47,11 +47,9 @@ impl Content {
 
     /// The payload, which must be of type `T` (else 400, as ION validates payload types).
     pub fn payload<T: Identified>(&self) -> Result<T, ServiceError> {
-        let link = self
-            .msg
-            .message_object
-            .as_ref()
-            .ok_or_else(|| ServiceError::bad_request(format!("the message carries no payload; expected {}", T::FULL_NAME)))?;
+        let link = self.msg.message_object.as_ref().ok_or_else(|| {
+            ServiceError::bad_request(format!("the message carries no payload; expected {}", T::FULL_NAME))
+        })?;
         let e = self.linked(link)?;
         if e.ty() != TypeId::of::<T>() {
             return Err(ServiceError::bad_request(format!(
@@ -67,13 +65,20 @@ impl Content {
     /// The element a link of the payload points at.
     pub fn linked(&self, link: &CasRef) -> Result<&Element, ServiceError> {
         let key = Key::from_slice(&link.key).ok_or_else(|| ServiceError::bad_request("a link key has a bad length"))?;
-        self.items.get(&key).ok_or_else(|| ServiceError::bad_request(format!("linked element {key} is not in the message")))
+        self.items
+            .get(&key)
+            .ok_or_else(|| ServiceError::bad_request(format!("linked element {key} is not in the message")))
     }
 
     /// The element carried as data (double wrapped) behind a link, unwrapped and verified.
     pub fn unwrapped(&self, link: &CasRef) -> Result<Element, ServiceError> {
         let outer = self.linked(link)?;
         structure::unwrap(&self.registry, outer).map_err(|e| ServiceError::bad_request(e.to_string()))
+    }
+
+    /// Every element of the envelope but its head.
+    pub fn elements(&self) -> impl Iterator<Item = &Element> {
+        self.items.values()
     }
 
     /// Every element carried as data behind `links`.
@@ -142,11 +147,7 @@ impl ContentBuilder {
 
 /// A link to an element.
 pub fn link_to(e: &Element) -> CasRef {
-    CasRef {
-        key: e.key().as_bytes().to_vec(),
-        r#type: gpb_type(e.ty()),
-        isleaf: e.is_leaf(),
-    }
+    CasRef { key: e.key().as_bytes().to_vec(), r#type: gpb_type(e.ty()), isleaf: e.is_leaf() }
 }
 
 /// A type id as ION's `GPBType`.

@@ -6,9 +6,12 @@
 //! storage come from `dsf` and `dsf-store-backends`.
 
 pub mod amqp;
+pub mod client;
+pub mod config;
 pub mod content;
 pub mod datastore;
 pub mod error;
+pub mod grpc;
 pub mod message;
 
 pub use error::{Error, Result, ServiceError};

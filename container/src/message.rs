@@ -149,7 +149,9 @@ impl Message {
                 "content" => {
                     content = Some(match &v {
                         Value::Nil => Bytes::new(),
-                        _ => Bytes::copy_from_slice(bytes_of(&v).ok_or_else(|| BodyError("content is not bytes".into()))?),
+                        _ => Bytes::copy_from_slice(
+                            bytes_of(&v).ok_or_else(|| BodyError("content is not bytes".into()))?,
+                        ),
                     })
                 }
                 "sender" => h.sender = text(&v)?,

@@ -1,0 +1,150 @@
+//! `dsf-container`: runs a capability container with the datastore service, from a
+//! configuration file. See `dsf-container --help`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use dsf::Registry;
+use dsf::store::Store;
+use dsf::store::memory::MemoryStore;
+use dsf_container::amqp::{Container, ContainerConfig, DEFAULT_MAX_MESSAGE};
+use dsf_container::config::{Config, StoreConfig};
+use dsf_container::datastore::Datastore;
+use dsf_container::datastore::service::{DatastoreService, SERVICE};
+use dsf_store_backends::cassandra::{CassandraConfig, CassandraStore};
+use dsf_store_backends::rocks::RocksStore;
+use tokio::sync::watch;
+
+const HELP: &str = "\
+dsf-container: a capability container running DSF's datastore service
+
+Usage: dsf-container --config FILE
+
+Serves the datastore over AMQP (ION's message protocol, on the worker queue
+<sysname>.datastore of the broker) and/or gRPC, on the store the file names.
+Stops cleanly on SIGTERM or Ctrl-C: requests in flight are finished first.
+
+Configuration (TOML):
+  sysname = \"dsf\"                                   # scopes service queues
+  broker = \"amqp://guest:guest@127.0.0.1:5672/%2f\"  # omit to serve gRPC only
+  grpc = \"127.0.0.1:50051\"                          # omit to serve AMQP only
+  max_message = 67108864                            # largest request, bytes
+
+  [store]
+  kind = \"rocksdb\"                                  # the default
+  path = \"/var/lib/dsf\"
+  # kind = \"cassandra\"
+  # contact_points = [\"127.0.0.1:9042\"]
+  # keyspace = \"dsf\"
+
+  [[apps]]
+  name = \"datastore\"
+  instances = 2                                     # processes sharing the queue
+
+Logging: RUST_LOG (default info), e.g. RUST_LOG=dsf_container=debug.
+
+Example:
+  printf 'grpc = \"127.0.0.1:50051\"\\n[store]\\nkind = \"rocksdb\"\\npath = \"data\"\\n' > dsf.toml
+  dsf-container --config dsf.toml
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let path = match args.as_slice() {
+        [flag] if flag == "-h" || flag == "--help" => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        [flag, path] if flag == "--config" || flag == "-c" => PathBuf::from(path),
+        _ => {
+            eprintln!("error: expected --config FILE\n\n{HELP}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+    match runtime.block_on(run(path)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(path: PathBuf) -> Result<()> {
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let config = Config::parse(&text).map_err(anyhow::Error::msg).with_context(|| format!("in {}", path.display()))?;
+    match &config.store {
+        StoreConfig::Rocksdb { path } => {
+            let store = RocksStore::open(path).with_context(|| format!("opening RocksDB at {}", path.display()))?;
+            serve(store, config).await
+        }
+        StoreConfig::Cassandra { contact_points, keyspace } => {
+            let mut c = CassandraConfig::new(keyspace.clone());
+            c.contact_points = contact_points.clone();
+            let store = CassandraStore::connect(c).await.context("connecting to Cassandra")?;
+            serve(store, config).await
+        }
+        StoreConfig::Memory => serve(MemoryStore::default(), config).await,
+    }
+}
+
+async fn serve<S: Store + 'static>(store: S, config: Config) -> Result<()> {
+    let ds = Datastore::new(Arc::new(store), Registry::builtin());
+    let preloaded = ds.preload().await.context("preloading the bootstrap repositories")?;
+    tracing::info!(preloaded, "store ready");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut grpc = None;
+    if let Some(addr) = &config.grpc {
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening for gRPC on {addr}"))?;
+        let local = listener.local_addr()?;
+        let mut rx = stop_rx.clone();
+        let shutdown = async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        grpc = Some(tokio::spawn(dsf_container::grpc::serve(Arc::new(ds.clone()), listener, shutdown)));
+        tracing::info!(%local, "serving gRPC");
+    }
+    let mut container = None;
+    if let Some(url) = &config.broker {
+        let mut cc = ContainerConfig::new(url.clone(), config.sysname.clone());
+        cc.max_message = config.max_message.unwrap_or(DEFAULT_MAX_MESSAGE);
+        let c = Container::start(cc).await?;
+        let service = Arc::new(DatastoreService::new(ds.clone()));
+        for app in &config.apps {
+            for _ in 0..app.instances {
+                let p = c.spawn(&app.name, Some(SERVICE), service.clone()).await?;
+                tracing::info!(process = %p.id(), queue = p.worker_queue().unwrap_or(""), "datastore ready");
+            }
+        }
+        container = Some(c);
+    }
+    tracing::info!("container ready");
+    wait_for_signal().await?;
+    tracing::info!("stopping");
+    let _ = stop_tx.send(true);
+    if let Some(c) = container {
+        c.terminate().await;
+    }
+    if let Some(g) = grpc {
+        g.await.context("the gRPC server task")??;
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        r = tokio::signal::ctrl_c() => r?,
+    }
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! The `dsf-container` configuration file (TOML).
+//!
+//! ```toml
+//! sysname = "dsf"                                        # scopes service queues
+//! broker = "amqp://guest:guest@127.0.0.1:5672/%2f"       # omit to serve gRPC only
+//! grpc = "127.0.0.1:50051"                               # omit to serve AMQP only
+//! max_message = 67108864                                 # largest request accepted, bytes
+//!
+//! [store]
+//! kind = "rocksdb"                                       # or "cassandra", "memory"
+//! path = "/var/lib/dsf"                                  # rocksdb
+//! # contact_points = ["127.0.0.1:9042"]                  # cassandra
+//! # keyspace = "dsf"                                     # cassandra
+//!
+//! [[apps]]
+//! name = "datastore"                                     # the only app so far
+//! instances = 1
+//! ```
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Scopes service queues (`<sysname>.datastore`); the container id when absent.
+    pub sysname: Option<String>,
+    /// The AMQP broker URL; without one the container serves gRPC only.
+    pub broker: Option<String>,
+    /// The gRPC listen address.
+    pub grpc: Option<String>,
+    /// The largest request accepted over AMQP, in bytes.
+    pub max_message: Option<usize>,
+    /// The store.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// The apps to start.
+    #[serde(default = "default_apps")]
+    pub apps: Vec<App>,
+}
+
+/// Which store the datastore uses.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// The embedded RocksDB (the default), in `path` (default `./dsf-data`).
+    Rocksdb {
+        /// The database folder.
+        #[serde(default = "default_path")]
+        path: PathBuf,
+    },
+    /// A Cassandra cluster.
+    Cassandra {
+        /// `host:port` of one or more nodes.
+        contact_points: Vec<String>,
+        /// The keyspace (created if missing).
+        keyspace: String,
+    },
+    /// In memory: gone when the container stops (for trials).
+    Memory,
+}
+
+impl Default for StoreConfig {
+    fn default() -> StoreConfig {
+        StoreConfig::Rocksdb { path: default_path() }
+    }
+}
+
+fn default_path() -> PathBuf {
+    PathBuf::from("dsf-data")
+}
+
+/// An app: a service the container starts, in one or more processes.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct App {
+    /// The service name (`datastore`).
+    pub name: String,
+    /// How many processes serve it (they share its worker queue).
+    #[serde(default = "one")]
+    pub instances: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn default_apps() -> Vec<App> {
+    vec![App { name: "datastore".into(), instances: 1 }]
+}
+
+impl Config {
+    /// Parses a configuration, checking what it names.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        for app in &config.apps {
+            if app.name != "datastore" {
+                return Err(format!("unknown app {:?}: the container runs the \"datastore\" app", app.name));
+            }
+            if app.instances == 0 {
+                return Err(format!("app {:?} has 0 instances", app.name));
+            }
+        }
+        if config.broker.is_none() && config.grpc.is_none() {
+            return Err("neither `broker` nor `grpc` is set: the container would serve nothing".into());
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_errors() {
+        let c = Config::parse("grpc = \"127.0.0.1:0\"").unwrap();
+        assert_eq!(c.store, StoreConfig::Rocksdb { path: "dsf-data".into() });
+        assert_eq!(c.apps, vec![App { name: "datastore".into(), instances: 1 }]);
+        let c = Config::parse(
+            "broker = \"amqp://x\"\n[store]\nkind = \"cassandra\"\ncontact_points = [\"h:1\"]\nkeyspace = \"k\"\n\
+             [[apps]]\nname = \"datastore\"\ninstances = 4\n",
+        )
+        .unwrap();
+        assert_eq!(c.apps[0].instances, 4);
+        assert!(matches!(c.store, StoreConfig::Cassandra { .. }));
+        assert!(Config::parse("").unwrap_err().contains("neither"));
+        assert!(Config::parse("grpc = \"a\"\n[[apps]]\nname = \"mail\"").unwrap_err().contains("unknown app"));
+        assert!(Config::parse("grpc = \"a\"\nbrokr = \"x\"").unwrap_err().contains("unknown field"));
+    }
+}

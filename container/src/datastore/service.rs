@@ -1,0 +1,313 @@
+//! The datastore's AMQP front: ION's operations (spec §4.3) on a [`Datastore`].
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dsf::proto::dsf::store::Nickname;
+use dsf::proto::net::ooici::core::link::{CasRef, IdRef};
+use dsf::proto::net::ooici::core::mutable::{self as mutable, MutableNode};
+use dsf::proto::net::ooici::core::r#type::GpbType;
+use dsf::proto::net::ooici::core::workbench_messages::get_lcs_response_message::KeyLcsPair;
+use dsf::proto::net::ooici::core::workbench_messages::{
+    BlobsMessage, BlobsRequestMessage, DataChunkMessage, DataReplyMessage, DataRequestMessage, GetLcsRequestMessage,
+    GetLcsResponseMessage, GetObjectReplyMessage, GetObjectRequestMessage, PullMessage, PullResponseMessage,
+    PushMessage, RequestCommitBlobsMessage,
+};
+use dsf::store::Store;
+use dsf::store::persist::StoredHeads;
+use dsf::{Branch, Element, HashAlgorithm, Key, TypeId};
+use futures::future::BoxFuture;
+use prost::Message as _;
+
+use super::{Datastore, Received};
+use crate::amqp::{Handler, Request};
+use crate::content::{Content, ContentBuilder, gpb_type, link_to, type_id};
+use crate::error::ServiceError;
+
+type Result<T> = std::result::Result<T, ServiceError>;
+
+/// The service name: instances consume `<sysname>.datastore`.
+pub const SERVICE: &str = "datastore";
+
+/// The datastore as an AMQP service.
+#[derive(Debug)]
+pub struct DatastoreService<S> {
+    ds: Datastore<S>,
+    fetch_timeout: Option<Duration>,
+}
+
+impl<S: Store + 'static> DatastoreService<S> {
+    /// Serves `ds`.
+    pub fn new(ds: Datastore<S>) -> DatastoreService<S> {
+        DatastoreService { ds, fetch_timeout: None }
+    }
+
+    /// The operations.
+    pub fn datastore(&self) -> &Datastore<S> {
+        &self.ds
+    }
+
+    async fn dispatch(&self, req: Request) -> Result<Bytes> {
+        let op = req.headers.op.clone();
+        match op.as_str() {
+            "push" => self.push(&req).await,
+            "pull" => self.pull(&req.decode()?).await,
+            "checkout" => self.checkout(&req.decode()?).await,
+            "fetch_blobs" => self.fetch_blobs(&req.decode()?).await,
+            "put_blobs" => self.put_blobs(&req.decode()?).await,
+            "get_object" => self.get_object(&req.decode()?).await,
+            "get_lcs" => self.get_lcs(&req.decode()?).await,
+            "extract_data" => self.extract_data(&req).await,
+            _ => Err(ServiceError::new(
+                dsf::proto::net::ooici::core::message::ion_msg::ResponseCodes::MethodNotAllowed,
+                format!(
+                    "unknown operation {op:?}: the datastore serves push, pull, checkout, fetch_blobs, put_blobs, \
+                     get_object, get_lcs and extract_data"
+                ),
+            )),
+        }
+    }
+
+    /// push: per repository state, find what the store lacks, fetch it from the pusher's
+    /// reply queue unless it came along, then store it and move the heads.
+    async fn push(&self, req: &Request) -> Result<Bytes> {
+        let content = req.decode()?;
+        let push: PushMessage = content.payload()?;
+        for state in &push.repositories {
+            let key = state.repository_key.clone().unwrap_or_default();
+            let head = state
+                .repo_head_element
+                .as_ref()
+                .ok_or_else(|| ServiceError::bad_request(format!("repository state {key} has no head")))?;
+            let (branches, _) = read_head(&content.unwrapped(head)?)?;
+            let blob_keys = keys_of(&state.blob_keys)?;
+            let mut elements = content.unwrap_all(&state.blob_elements)?;
+            let sent: HashSet<Key> = elements.iter().map(|e| e.key()).collect();
+            let unsent: Vec<Key> = blob_keys.into_iter().filter(|k| !sent.contains(k)).collect();
+            let need = self.ds.missing(&unsent).await?;
+            if !need.is_empty() {
+                elements.extend(self.fetch_from(req, &need).await?);
+            }
+            let nicknames: BTreeMap<String, String> =
+                state.nicknames.iter().map(|n| (n.name.clone(), n.branch.clone())).collect();
+            self.ds.receive(Received { repository_key: key, branches, nicknames, elements }).await?;
+        }
+        Ok(ContentBuilder::empty(ok(), None))
+    }
+
+    async fn fetch_from(&self, req: &Request, need: &[Key]) -> Result<Vec<Element>> {
+        let mut b = ContentBuilder::new();
+        let _ = &mut b;
+        let ask =
+            b.finish(&BlobsRequestMessage { blob_keys: need.iter().map(|k| k.as_bytes().to_vec()).collect() }, vec![]);
+        let reply = req
+            .endpoint
+            .rpc(&req.headers.reply_to, "fetch_blobs", ask, self.fetch_timeout)
+            .await
+            .map_err(|e| ServiceError::internal(format!("fetch objects returned an exception: {e}")))?;
+        let blobs: BlobsMessage = reply.payload()?;
+        let got = reply.unwrap_all(&blobs.blob_elements)?;
+        let have: HashSet<Key> = got.iter().map(|e| e.key()).collect();
+        if let Some(k) = need.iter().find(|k| !have.contains(k)) {
+            return Err(ServiceError::bad_request(format!("the pusher did not send element {k} it was asked for")));
+        }
+        Ok(got)
+    }
+
+    async fn pull(&self, content: &Content) -> Result<Bytes> {
+        let pull: PullMessage = content.payload()?;
+        let key = pull.repository_key.clone().unwrap_or_default();
+        let have: HashSet<Key> = keys_of(&pull.commit_keys)?.into_iter().collect();
+        let excluded: Vec<TypeId> = pull.excluded_types.iter().map(type_id).collect();
+        let pulled = self.ds.pull(&key, &have, pull.get_head_content(), &excluded).await?;
+        let mut b = ContentBuilder::new();
+        let head = b.wrapped(&head_element(&key, &pulled.heads));
+        let commit_elements: Vec<CasRef> = pulled.commits.iter().map(|e| b.wrapped(e)).collect();
+        let blob_elements: Vec<CasRef> = pulled.blobs.iter().map(|e| b.wrapped(e)).collect();
+        let msg = PullResponseMessage {
+            repo_head_element: Some(head),
+            commit_elements,
+            blob_elements,
+            nicknames: pulled
+                .heads
+                .nicknames
+                .iter()
+                .map(|(name, branch)| Nickname { name: name.clone(), branch: branch.clone() })
+                .collect(),
+        };
+        let children = links_of(&msg.repo_head_element, &msg.commit_elements, &msg.blob_elements);
+        Ok(b.finish(&msg, children))
+    }
+
+    async fn checkout(&self, content: &Content) -> Result<Bytes> {
+        let req: RequestCommitBlobsMessage = content.payload()?;
+        let root = key_of(req.commit_root_object.as_deref().unwrap_or_default())?;
+        let excluded: Vec<TypeId> = req.excluded_types.iter().map(type_id).collect();
+        blobs_reply(&self.ds.graph(root, &excluded).await?)
+    }
+
+    async fn fetch_blobs(&self, content: &Content) -> Result<Bytes> {
+        let req: BlobsRequestMessage = content.payload()?;
+        blobs_reply(&self.ds.blobs(&keys_of(&req.blob_keys)?).await?)
+    }
+
+    async fn put_blobs(&self, content: &Content) -> Result<Bytes> {
+        let req: BlobsMessage = content.payload()?;
+        self.ds.put_blobs(content.unwrap_all(&req.blob_elements)?).await?;
+        Ok(ContentBuilder::empty(ok(), None))
+    }
+
+    async fn get_object(&self, content: &Content) -> Result<Bytes> {
+        let req: GetObjectRequestMessage = content.payload()?;
+        let id_link =
+            req.object_id.as_ref().ok_or_else(|| ServiceError::bad_request("get_object without an object_id"))?;
+        let id: IdRef = content.linked(id_link)?.decode_as().map_err(|e| ServiceError::bad_request(e.to_string()))?;
+        let mut excluded = Vec::new();
+        for l in &req.excluded_object_types {
+            let t: GpbType = content.linked(l)?.decode_as().map_err(|e| ServiceError::bad_request(e.to_string()))?;
+            excluded.push(type_id(&t));
+        }
+        let key = id.key.clone().ok_or_else(|| ServiceError::bad_request("get_object: the IDRef has no key"))?;
+        let commit = id.commit.as_deref().filter(|c| !c.is_empty()).map(key_of).transpose()?;
+        let (root, elements) =
+            self.ds.get_object(&key, id.branch.as_deref(), commit, id.treeish.as_deref(), &excluded).await?;
+        let mut b = ContentBuilder::new();
+        let mut root_link = None;
+        for e in elements {
+            let link = b.add(e);
+            if link.key == root.as_bytes() {
+                root_link = Some(link);
+            }
+        }
+        let echoed: Vec<CasRef> = req
+            .excluded_object_types
+            .iter()
+            .filter_map(|l| content.linked(l).ok().cloned())
+            .map(|e| b.add(e))
+            .collect();
+        let msg = GetObjectReplyMessage { retrieved_object: root_link, excluded_object_types: echoed };
+        let children = links_of(&msg.retrieved_object, &msg.excluded_object_types, &[]);
+        Ok(b.finish(&msg, children))
+    }
+
+    async fn get_lcs(&self, content: &Content) -> Result<Bytes> {
+        let req: GetLcsRequestMessage = content.payload()?;
+        let pairs = self.ds.get_lcs(&req.keys).await?;
+        let msg = GetLcsResponseMessage {
+            key_lcs_pairs: pairs.into_iter().map(|(key, lcs)| KeyLcsPair { key: Some(key), lcs: Some(lcs) }).collect(),
+        };
+        Ok(ContentBuilder::new().finish(&msg, vec![]))
+    }
+
+    /// extract_data: each chunk goes one-way (op `noop`) to the request's routing key, then
+    /// the reply.
+    async fn extract_data(&self, req: &Request) -> Result<Bytes> {
+        let content = req.decode()?;
+        let data: DataRequestMessage = content.payload()?;
+        let key = key_of(data.structure_array_ref.as_deref().unwrap_or_default())?;
+        let target =
+            data.data_routing_key.clone().filter(|r| !r.is_empty()).unwrap_or_else(|| req.headers.reply_to.clone());
+        let mut extraction = self.ds.extraction(key, &data.request_bounds).await?;
+        let n = extraction.len();
+        let seq_max = i32::try_from(n).map_err(|_| ServiceError::bad_request("the extraction has too many chunks"))?;
+        for i in 0..n {
+            let (start, array) = extraction.chunk(i).await?;
+            let mut b = ContentBuilder::new();
+            let link = b.add(array);
+            let msg = DataChunkMessage {
+                seq_number: Some(i as i32),
+                seq_max: Some(seq_max),
+                done: Some(i + 1 == n),
+                start_index: Some(
+                    i32::try_from(start).map_err(|_| ServiceError::bad_request("the extraction is too large"))?,
+                ),
+                ndarray: Some(link.clone()),
+            };
+            let children = links_of(&msg.ndarray, &[], &[]);
+            req.endpoint
+                .send(&target, "noop", b.finish(&msg, children))
+                .await
+                .map_err(|e| ServiceError::internal(format!("could not send a data chunk: {e}")))?;
+        }
+        Ok(ContentBuilder::new().finish(&DataReplyMessage { bounded_arrays: None }, vec![]))
+    }
+}
+
+impl<S: Store + 'static> Handler for DatastoreService<S> {
+    fn handle(self: Arc<Self>, request: Request) -> BoxFuture<'static, Result<Bytes>> {
+        Box::pin(async move { self.dispatch(request).await })
+    }
+}
+
+fn ok() -> dsf::proto::net::ooici::core::message::ion_msg::ResponseCodes {
+    dsf::proto::net::ooici::core::message::ion_msg::ResponseCodes::Ok
+}
+
+fn blobs_reply(elements: &[Element]) -> Result<Bytes> {
+    let mut b = ContentBuilder::new();
+    let links: Vec<CasRef> = elements.iter().map(|e| b.wrapped(e)).collect();
+    let children = links_of(&None, &links, &[]);
+    Ok(b.finish(&BlobsMessage { blob_elements: links }, children))
+}
+
+/// The keys of a set of links (the children of the payload element).
+pub(crate) fn links_of(one: &Option<CasRef>, many: &[CasRef], more: &[CasRef]) -> Vec<Key> {
+    let mut seen = HashSet::new();
+    one.iter().chain(many).chain(more).filter_map(|l| Key::from_slice(&l.key)).filter(|k| seen.insert(*k)).collect()
+}
+
+pub(crate) fn key_of(raw: &[u8]) -> Result<Key> {
+    Key::from_slice(raw)
+        .ok_or_else(|| ServiceError::bad_request(format!("a key of {} bytes (20 or 32 expected)", raw.len())))
+}
+
+pub(crate) fn keys_of(raw: &[Vec<u8>]) -> Result<Vec<Key>> {
+    raw.iter().map(|k| key_of(k)).collect()
+}
+
+/// The serialised mutable head (spec §3.4): a `MutableNode` element of the repository's
+/// branches; commit links are non-leaf.
+pub fn head_element(key: &str, heads: &StoredHeads) -> Element {
+    let node = MutableNode {
+        repositorykey: key.to_owned(),
+        branches: heads
+            .branches
+            .iter()
+            .map(|b| mutable::Branch {
+                branchkey: b.key.clone(),
+                commitrefs: b
+                    .heads
+                    .iter()
+                    .map(|h| CasRef { key: h.as_bytes().to_vec(), r#type: gpb_type(TypeId::COMMIT), isleaf: false })
+                    .collect(),
+            })
+            .collect(),
+    };
+    let children = heads.branches.iter().flat_map(|b| b.heads.iter().copied()).collect::<Vec<_>>();
+    let alg = heads.branches.iter().flat_map(|b| b.heads.first()).map(|k| k.algorithm()).next();
+    Element::new(alg.unwrap_or(HashAlgorithm::Sha1), TypeId::MUTABLE_NODE, node.encode_to_vec(), dedup(children))
+}
+
+fn dedup(mut keys: Vec<Key>) -> Vec<Key> {
+    let mut seen = HashSet::new();
+    keys.retain(|k| seen.insert(*k));
+    keys
+}
+
+/// The branches of a serialised mutable head, and its repository key.
+pub fn read_head(e: &Element) -> Result<(Vec<Branch>, String)> {
+    let node: MutableNode = e.decode_as().map_err(|e| ServiceError::bad_request(format!("repository head: {e}")))?;
+    let mut branches = Vec::with_capacity(node.branches.len());
+    for b in node.branches {
+        let heads = b.commitrefs.iter().map(|c| key_of(&c.key)).collect::<Result<Vec<Key>>>()?;
+        branches.push(Branch { key: b.branchkey, heads: dedup(heads) });
+    }
+    Ok((branches, node.repositorykey))
+}
+
+/// A link to an element (re-exported for the client).
+pub fn link(e: &Element) -> CasRef {
+    link_to(e)
+}

@@ -1,0 +1,11 @@
+//! The container's integration tests: a real RabbitMQ broker, a real Cassandra and RocksDB on
+//! disk. Each test uses a system name (queues) and a keyspace of its own.
+
+mod bad_input;
+mod common;
+mod crash;
+mod datastore;
+mod extract;
+mod grpc;
+mod multi;
+mod workbench;
