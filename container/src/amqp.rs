@@ -176,6 +176,7 @@ impl Container {
             pending: Mutex::new(HashMap::new()),
             counter: AtomicU64::new(0),
             max_message: self.config.max_message,
+            bytes_sent: AtomicU64::new(0),
         }));
         state_tx.send_replace(ProcessState::Ready);
         let own = channel
@@ -352,12 +353,12 @@ async fn serve(
             if let Err(e) = &result {
                 tracing::info!(process = %endpoint.id(), op = %headers.op, error = %e, "request failed");
             }
-            if headers.protocol == "rpc" {
-                if let Err(e) = endpoint.reply(&headers, result).await {
-                    // Not acknowledged: the broker redelivers the request.
-                    tracing::error!(process = %endpoint.id(), error = %e, "could not publish a reply");
-                    return;
-                }
+            if headers.protocol == "rpc"
+                && let Err(e) = endpoint.reply(&headers, result).await
+            {
+                // Not acknowledged: the broker redelivers the request.
+                tracing::error!(process = %endpoint.id(), error = %e, "could not publish a reply");
+                return;
             }
             ack(&delivery).await;
         });
@@ -384,9 +385,15 @@ struct Inner {
     pending: Mutex<HashMap<String, oneshot::Sender<Message>>>,
     counter: AtomicU64,
     max_message: usize,
+    bytes_sent: AtomicU64,
 }
 
 impl Endpoint {
+    /// Body bytes this endpoint has published so far (requests, replies, one-way messages).
+    pub fn bytes_sent(&self) -> u64 {
+        self.0.bytes_sent.load(Ordering::Relaxed)
+    }
+
     /// The process id: the name of its own queue.
     pub fn id(&self) -> &str {
         &self.0.id
@@ -505,6 +512,7 @@ impl Endpoint {
             .channel
             .basic_publish(EXCHANGE.into(), routing_key.into(), BasicPublishOptions::default(), body, props)
             .await?;
+        self.0.bytes_sent.fetch_add(body.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 

@@ -49,6 +49,9 @@ pub struct AmqpClient {
     state: Arc<ClientState>,
 }
 
+/// A received data chunk: sequence number, sequence length, start index, array object.
+type ChunkItem = (i32, i32, u64, Element);
+
 #[derive(Debug, Default)]
 struct ClientState {
     /// Elements offered to a datastore during a push (served by fetch_blobs).
@@ -56,7 +59,7 @@ struct ClientState {
     /// Repository key → the heads the datastore had at the last exchange.
     remote_heads: Mutex<HashMap<String, Vec<Key>>>,
     /// Where data chunks of a running extraction go.
-    chunks: Mutex<Option<mpsc::UnboundedSender<(i32, i32, u64, Element)>>>,
+    chunks: Mutex<Option<mpsc::UnboundedSender<ChunkItem>>>,
     /// One extraction at a time.
     extracting: tokio::sync::Mutex<()>,
 }

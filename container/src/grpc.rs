@@ -1,0 +1,950 @@
+//! The datastore's gRPC front (`proto/grpc/dsf/datastore.proto`) and its client.
+//!
+//! [`serve`] runs [`GrpcDatastore`], which translates the service's messages to the operations
+//! of a [`Datastore`]; [`GrpcClient`] is the other side: push, pull, clone, remote checkout and
+//! the other datastore operations, for repositories held in memory.
+//!
+//! # Elements on the wire
+//!
+//! Elements travel as encoded `StructureElement` messages in [`ElementBatch`]es of at most
+//! [`BATCH_ELEMENTS`] elements and about [`BATCH_BYTES`] bytes (an element larger than that
+//! travels alone). Both sides decode every element they receive with [`Element::decode`], which
+//! verifies its key over the bytes received. Messages may be up to [`MAX_MESSAGE_BYTES`].
+//!
+//! # Deltas
+//!
+//! A push first asks (`Negotiate`) which of the repository's commits the datastore holds. It then
+//! sends the commits the datastore lacks and the elements reachable from their roots that are not
+//! reachable from the roots of the commits it holds: the walk does not descend into a subgraph
+//! the datastore is known to hold (content addressing makes equal subgraphs equal keys). A
+//! datastore that holds a commit holds everything its root reaches, because a push is only
+//! accepted complete. No state is kept between calls: the negotiation is the knowledge.
+//!
+//! A pull names the commits whose content the client holds completely. The datastore sends the
+//! other commits and, if asked, the head content not reachable from those commits' roots. To
+//! know what those roots reach, the server walks the client's known graphs in the store (by the
+//! stored child keys, without decoding or verifying the elements, unless types are excluded).
+//! That walk costs reads in proportion to the graphs the client holds, not to the delta; in
+//! exchange, the client receives exactly the elements it lacks and sends only commit keys,
+//! however large its graphs are. Commits whose content the client lacks are not named, so they
+//! come again (commits are small) and their content is not taken as known.
+//!
+//! # Limits
+//!
+//! A push or pull is held in memory on both sides (as with the AMQP front): the datastore stores
+//! a push only once it is complete. An element cannot exceed [`MAX_MESSAGE_BYTES`].
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use dsf::proto::dsf::store::{BranchHeads, HeadsRecord, Nickname};
+use dsf::proto::net::ooici::cdm::syntactic::Bounds;
+use dsf::proto::net::ooici::core::link::IdRef;
+use dsf::store::Store;
+use dsf::{Branch, Checkout, Commit, Element, HashAlgorithm, Key, MASTER_BRANCH, Registry, Repository, TypeId};
+use dsf_proto::grpc::datastore_client::DatastoreClient;
+use dsf_proto::grpc::datastore_server::{self, DatastoreServer};
+use dsf_proto::grpc::{
+    self as pb, CheckoutRequest, DataChunk, ElementBatch, ExtractDataRequest, FetchBlobsRequest, GetLcsReply,
+    GetLcsRequest, GetObjectPart, GetObjectRequest, KeyLcs, NegotiateReply, NegotiateRequest, PullPart, PullRequest,
+    PushPart, PushReply, PushStart, PutBlobsReply, TypeRef, get_object_part, pull_part, push_part,
+};
+use futures::{Stream, StreamExt as _};
+use prost::Message as _;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status, Streaming};
+
+pub use crate::client::RemoteObject;
+use crate::datastore::{Datastore, Received};
+use crate::error::{Error, Result, ServiceError};
+
+/// The largest gRPC message the server and the client accept or send (64 MiB).
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// The most elements in one [`ElementBatch`].
+pub const BATCH_ELEMENTS: usize = 1000;
+
+/// A batch is closed before an element that would take it past this many bytes (1 MiB).
+pub const BATCH_BYTES: usize = 1 << 20;
+
+/// A server-streaming response.
+type Parts<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send + 'static>>;
+
+/// Serves the datastore over gRPC on `listener` until `shutdown` completes; calls in progress
+/// then finish before this returns.
+pub async fn serve<S: Store + 'static>(
+    ds: Arc<Datastore<S>>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let service = DatastoreServer::new(GrpcDatastore::new(ds))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
+        // Small replies must not wait for Nagle's algorithm.
+        if let Ok(stream) = &conn {
+            let _ = stream.set_nodelay(true);
+        }
+        conn
+    });
+    tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .map_err(|e| Error::Transport(format!("the gRPC server failed: {}", error_chain(&e))))
+}
+
+// ----- server --------------------------------------------------------------------------------
+
+/// The gRPC service of a datastore: every rpc of `dsf.datastore.Datastore` on a [`Datastore`].
+#[derive(Debug)]
+pub struct GrpcDatastore<S> {
+    ds: Arc<Datastore<S>>,
+}
+
+impl<S: Store + 'static> GrpcDatastore<S> {
+    /// The service of `ds`.
+    pub fn new(ds: Arc<Datastore<S>>) -> GrpcDatastore<S> {
+        GrpcDatastore { ds }
+    }
+
+    /// The datastore it serves.
+    pub fn datastore(&self) -> &Datastore<S> {
+        &self.ds
+    }
+
+    /// The roots of those of `commits` the store holds as commits.
+    async fn roots_of(&self, commits: &[Key]) -> std::result::Result<Vec<Key>, ServiceError> {
+        if commits.is_empty() {
+            return Ok(Vec::new());
+        }
+        let values = self.ds.store().batch_get(commits.iter().map(|k| k.as_bytes().to_vec()).collect()).await?;
+        let mut roots = Vec::new();
+        for (key, value) in commits.iter().zip(values) {
+            let Some(value) = value else { continue };
+            let e = Element::decode(self.ds.registry(), &value)?;
+            if e.key() != *key {
+                return Err(ServiceError::internal(format!("stored row {key} is corrupt")));
+            }
+            if e.ty() != TypeId::COMMIT {
+                continue;
+            }
+            roots.extend(Commit::from_element(&e)?.root.map(|r| r.key));
+        }
+        Ok(roots)
+    }
+
+    /// Every key reachable in the store from `roots` (roots included), not following links to
+    /// `excluded` types. Elements the store lacks end the walk there. Without exclusions the walk
+    /// reads only the stored child keys.
+    async fn known_graph(&self, roots: &[Key], excluded: &[TypeId]) -> std::result::Result<HashSet<Key>, ServiceError> {
+        let mut seen: HashSet<Key> = HashSet::new();
+        let mut frontier: Vec<Key> = roots.iter().copied().filter(|k| seen.insert(*k)).collect();
+        while !frontier.is_empty() {
+            let rows = self.ds.store().get_blobs(frontier.clone()).await?;
+            let mut next = Vec::new();
+            for (key, row) in frontier.iter().zip(rows) {
+                let Some(row) = row else { continue };
+                let children: Vec<Key> = if excluded.is_empty() {
+                    stored_children(&row.children).ok_or_else(|| {
+                        ServiceError::internal(format!("stored element {key} has malformed child keys"))
+                    })?
+                } else {
+                    let e = Element::from_stored(&row.element, &row.children)?;
+                    e.links(self.ds.registry())?
+                        .into_iter()
+                        .filter(|(_, ty)| !excluded.contains(ty))
+                        .map(|(k, _)| k)
+                        .collect()
+                };
+                next.extend(children.into_iter().filter(|c| seen.insert(*c)));
+            }
+            frontier = next;
+        }
+        Ok(seen)
+    }
+}
+
+#[tonic::async_trait]
+impl<S: Store + 'static> datastore_server::Datastore for GrpcDatastore<S> {
+    async fn negotiate(
+        &self,
+        request: Request<NegotiateRequest>,
+    ) -> std::result::Result<Response<NegotiateReply>, Status> {
+        let req = request.into_inner();
+        let commits = keys_of(&req.commits)?;
+        let Some(heads) = self.ds.heads(&req.repository_key).await? else {
+            return Ok(Response::new(NegotiateReply { found: false, heads: None, have: vec![false; commits.len()] }));
+        };
+        let missing: HashSet<Key> = self.ds.missing(&commits).await?.into_iter().collect();
+        let have = commits.iter().map(|k| !missing.contains(k)).collect();
+        Ok(Response::new(NegotiateReply {
+            found: true,
+            heads: Some(heads_record(heads.algorithm, &heads.branches, &heads.nicknames)),
+            have,
+        }))
+    }
+
+    type PullStream = Parts<PullPart>;
+
+    async fn pull(&self, request: Request<PullRequest>) -> std::result::Result<Response<Self::PullStream>, Status> {
+        let req = request.into_inner();
+        let have_commits = keys_of(&req.have_commits)?;
+        let excluded = types_of(&req.excluded_types);
+        let mut have: HashSet<Key> = have_commits.iter().copied().collect();
+        if req.head_content {
+            let roots = self.roots_of(&have_commits).await?;
+            have.extend(self.known_graph(&roots, &excluded).await?);
+        }
+        let pulled = self.ds.pull(&req.repository_key, &have, req.head_content, &excluded).await?;
+        let h = &pulled.heads;
+        let heads =
+            PullPart { part: Some(pull_part::Part::Heads(heads_record(h.algorithm, &h.branches, &h.nicknames))) };
+        let elements = batches(pulled.commits.into_iter().chain(pulled.blobs).collect())
+            .map(|b| PullPart { part: Some(pull_part::Part::Elements(b)) });
+        Ok(Response::new(Box::pin(futures::stream::iter(std::iter::once(heads).chain(elements).map(Ok)))))
+    }
+
+    async fn push(&self, request: Request<Streaming<PushPart>>) -> std::result::Result<Response<PushReply>, Status> {
+        let mut parts = request.into_inner();
+        let start = match parts.message().await?.and_then(|p| p.part) {
+            Some(push_part::Part::Start(start)) => start,
+            _ => return Err(bad_request("a push must begin with its start part (the repository key and heads)")),
+        };
+        let key = start.repository_key;
+        let record = start.heads.ok_or_else(|| bad_request(format!("the push of {key} carries no heads")))?;
+        let (alg, branches, nicknames) = read_heads_record(&record)?;
+        if let Some(k) = branches.iter().flat_map(|b| &b.heads).find(|k| k.algorithm() != alg) {
+            return Err(bad_request(format!(
+                "the push of {key} declares {} keys but head {k} is a {} key",
+                alg.name(),
+                k.algorithm().name()
+            )));
+        }
+        let mut elements = Vec::new();
+        while let Some(part) = parts.message().await? {
+            match part.part {
+                Some(push_part::Part::Elements(batch)) => {
+                    for bytes in &batch.elements {
+                        let e = Element::decode(self.ds.registry(), bytes).map_err(|e| {
+                            bad_request(format!("element {} of the push of {key} is invalid: {e}", elements.len()))
+                        })?;
+                        elements.push(e);
+                    }
+                }
+                Some(push_part::Part::Start(_)) => {
+                    return Err(bad_request(format!("the push of {key} has a second start part")));
+                }
+                None => return Err(bad_request(format!("the push of {key} has an empty part"))),
+            }
+        }
+        let mut keys: Vec<Key> = elements.iter().map(Element::key).collect();
+        keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        keys.dedup();
+        let stored = self.ds.missing(&keys).await?.len() as u64;
+        let heads = self
+            .ds
+            .receive(Received { repository_key: key, branches, nicknames, elements })
+            .await
+            .map_err(Status::from)?;
+        Ok(Response::new(PushReply {
+            heads: Some(heads_record(heads.algorithm, &heads.branches, &heads.nicknames)),
+            stored,
+        }))
+    }
+
+    type CheckoutStream = Parts<ElementBatch>;
+
+    async fn checkout(
+        &self,
+        request: Request<CheckoutRequest>,
+    ) -> std::result::Result<Response<Self::CheckoutStream>, Status> {
+        let req = request.into_inner();
+        let root = key_of(&req.root)?;
+        let elements = self.ds.graph(root, &types_of(&req.excluded_types)).await?;
+        Ok(Response::new(Box::pin(futures::stream::iter(batches(elements).map(Ok)))))
+    }
+
+    type FetchBlobsStream = Parts<ElementBatch>;
+
+    async fn fetch_blobs(
+        &self,
+        request: Request<FetchBlobsRequest>,
+    ) -> std::result::Result<Response<Self::FetchBlobsStream>, Status> {
+        let keys = keys_of(&request.into_inner().keys)?;
+        let elements = self.ds.blobs(&keys).await?;
+        Ok(Response::new(Box::pin(futures::stream::iter(batches(elements).map(Ok)))))
+    }
+
+    async fn put_blobs(
+        &self,
+        request: Request<Streaming<ElementBatch>>,
+    ) -> std::result::Result<Response<PutBlobsReply>, Status> {
+        let mut stream = request.into_inner();
+        let mut elements = Vec::new();
+        while let Some(batch) = stream.message().await? {
+            for bytes in &batch.elements {
+                let e = Element::decode(self.ds.registry(), bytes)
+                    .map_err(|e| bad_request(format!("element {} of put_blobs is invalid: {e}", elements.len())))?;
+                elements.push(e);
+            }
+        }
+        let stored = self.ds.put_blobs(elements).await? as u64;
+        Ok(Response::new(PutBlobsReply { stored }))
+    }
+
+    type GetObjectStream = Parts<GetObjectPart>;
+
+    async fn get_object(
+        &self,
+        request: Request<GetObjectRequest>,
+    ) -> std::result::Result<Response<Self::GetObjectStream>, Status> {
+        let req = request.into_inner();
+        let commit = if req.commit.is_empty() { None } else { Some(key_of(&req.commit)?) };
+        let excluded = types_of(&req.excluded_types);
+        let (root, elements) =
+            self.ds.get_object(&req.repository_key, Some(&req.branch), commit, Some(&req.treeish), &excluded).await?;
+        let first = GetObjectPart { part: Some(get_object_part::Part::Root(root.as_bytes().to_vec())) };
+        let rest = batches(elements).map(|b| GetObjectPart { part: Some(get_object_part::Part::Elements(b)) });
+        Ok(Response::new(Box::pin(futures::stream::iter(std::iter::once(first).chain(rest).map(Ok)))))
+    }
+
+    async fn get_lcs(&self, request: Request<GetLcsRequest>) -> std::result::Result<Response<GetLcsReply>, Status> {
+        let pairs = self.ds.get_lcs(&request.into_inner().keys).await?;
+        Ok(Response::new(GetLcsReply { pairs: pairs.into_iter().map(|(key, lcs)| KeyLcs { key, lcs }).collect() }))
+    }
+
+    type ExtractDataStream = Parts<DataChunk>;
+
+    /// Bounds are proto3 messages: an unset `stride` reads 0, which is taken as the default, 1
+    /// (a stride of 0 selects nothing meaningful); `origin` and `size` are taken as they are.
+    async fn extract_data(
+        &self,
+        request: Request<ExtractDataRequest>,
+    ) -> std::result::Result<Response<Self::ExtractDataStream>, Status> {
+        let req = request.into_inner();
+        let structure = key_of(&req.structure_array)?;
+        let bounds: Vec<Bounds> = req
+            .bounds
+            .iter()
+            .map(|b| Bounds { origin: Some(b.origin), size: Some(b.size), stride: (b.stride != 0).then_some(b.stride) })
+            .collect();
+        let extraction = self.ds.extraction(structure, &bounds).await?;
+        let n = extraction.len();
+        let seq_max = i32::try_from(n).map_err(|_| bad_request("the extraction has too many chunks"))?;
+        // Chunks are made as the stream is read: at most one chunk's arrays are in memory.
+        let chunks = futures::stream::unfold((extraction, 0usize), move |(mut extraction, i)| async move {
+            if i >= n {
+                return None;
+            }
+            let chunk = match extraction.chunk(i).await {
+                Ok((start, array)) => match i32::try_from(start) {
+                    Ok(start_index) => Ok(DataChunk {
+                        seq_number: i as i32,
+                        seq_max,
+                        done: i + 1 == n,
+                        start_index,
+                        ndarray: array.encode(),
+                    }),
+                    Err(_) => Err(bad_request("the extraction is too large: a start index passes 2^31")),
+                },
+                Err(e) => Err(Status::from(e)),
+            };
+            // An error ends the stream.
+            let next = if chunk.is_ok() { i + 1 } else { n };
+            Some((chunk, (extraction, next)))
+        });
+        Ok(Response::new(Box::pin(chunks)))
+    }
+}
+
+// ----- client --------------------------------------------------------------------------------
+
+/// A datastore client over gRPC. Cheap to clone: clones share the connection.
+#[derive(Debug, Clone)]
+pub struct GrpcClient {
+    rpc: DatastoreClient<Channel>,
+    registry: Registry,
+    url: String,
+}
+
+/// A repository's heads as the datastore reports them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteHeads {
+    /// The repository's hash algorithm.
+    pub algorithm: HashAlgorithm,
+    /// Branches and their head commits (more than one head: the branch diverged).
+    pub branches: Vec<Branch>,
+    /// Branch names → branch keys.
+    pub nicknames: BTreeMap<String, String>,
+}
+
+/// The answer to a negotiation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Negotiation {
+    /// The repository's heads; `None` if the datastore has no such repository.
+    pub heads: Option<RemoteHeads>,
+    /// `have[i]` tells whether the datastore holds the `i`-th commit asked about (all false when
+    /// the repository does not exist).
+    pub have: Vec<bool>,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushOutcome {
+    /// Elements the datastore did not have and stored.
+    pub stored: u64,
+    /// Elements the push sent (commits and objects).
+    pub sent_elements: usize,
+    /// Bytes of the push stream: the encoded length of every `PushPart` (the start and the
+    /// element batches), without gRPC's 5-byte message prefixes and HTTP/2 framing.
+    pub sent_bytes: u64,
+    /// Bytes of the negotiation request that preceded the push (the repository's commit keys).
+    pub negotiate_bytes: u64,
+    /// The heads the datastore holds after the push.
+    pub heads: RemoteHeads,
+}
+
+/// What a pull received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PullOutcome {
+    /// Elements received (commits and objects).
+    pub elements: usize,
+    /// Bytes of the pull stream: the encoded length of every `PullPart`.
+    pub bytes: u64,
+    /// The datastore's heads.
+    pub heads: RemoteHeads,
+}
+
+/// A pull's stream, read.
+#[derive(Debug)]
+struct Pulled {
+    heads: RemoteHeads,
+    elements: Vec<Element>,
+    bytes: u64,
+}
+
+impl GrpcClient {
+    /// Connects to the datastore at `url` (e.g. `http://127.0.0.1:50051`); received elements
+    /// are decoded with `registry`.
+    pub async fn connect(url: &str, registry: Registry) -> Result<GrpcClient> {
+        let endpoint = Endpoint::from_shared(url.to_owned())
+            .map_err(|e| Error::Transport(format!("bad datastore url {url:?}: {}", error_chain(&e))))?;
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| Error::Transport(format!("cannot connect to the datastore at {url}: {}", error_chain(&e))))?;
+        let rpc = DatastoreClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        Ok(GrpcClient { rpc, registry, url: url.to_owned() })
+    }
+
+    /// The datastore's url.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The registry received elements are decoded with.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The generated client, to send raw messages.
+    pub fn raw(&self) -> DatastoreClient<Channel> {
+        self.rpc.clone()
+    }
+
+    /// The error a failed call returns: the status as a failure reply of `op`.
+    fn failed(&self, op: &'static str) -> impl Fn(Status) -> Error + '_ {
+        move |status| match Error::from(status) {
+            Error::Application { error, .. } | Error::Container { error, .. } | Error::Received { error, .. } => {
+                Error::from_reply(op, &format!("datastore at {}", self.url), error)
+            }
+            other => other,
+        }
+    }
+
+    /// Which of `commits` the datastore holds, and the repository's heads.
+    pub async fn negotiate(&self, key: &str, commits: &[Key]) -> Result<Negotiation> {
+        Ok(self.negotiate_request(negotiate_request(key, commits)).await?.0)
+    }
+
+    async fn negotiate_request(&self, req: NegotiateRequest) -> Result<(Negotiation, u64)> {
+        let bytes = req.encoded_len() as u64;
+        let asked = req.commits.len();
+        let reply = self.rpc.clone().negotiate(req).await.map_err(self.failed("negotiate"))?.into_inner();
+        if reply.have.len() != asked {
+            return Err(Error::Protocol(format!(
+                "the negotiation asked about {asked} commits and was answered about {}",
+                reply.have.len()
+            )));
+        }
+        let heads = match (reply.found, reply.heads) {
+            (true, Some(h)) => Some(remote_heads(&h).map_err(protocol)?),
+            (true, None) => return Err(Error::Protocol("the datastore found the repository but sent no heads".into())),
+            (false, _) => None,
+        };
+        Ok((Negotiation { heads, have: reply.have }, bytes))
+    }
+
+    /// Pushes a repository (it must have a commit): negotiates, then sends the commits the
+    /// datastore lacks and the elements their roots reach that the datastore's commits do not.
+    /// Diverging heads are kept beside the datastore's, never lost.
+    pub async fn push(&self, repo: &Repository) -> Result<PushOutcome> {
+        let commits: Vec<Key> = repo.commits().map(|c| c.key).collect();
+        if commits.is_empty() {
+            return Err(Error::Dsf(dsf::Error::State(format!(
+                "cannot push repository {}: it has no commits",
+                repo.key()
+            ))));
+        }
+        let (negotiation, negotiate_bytes) = self.negotiate_request(negotiate_request(repo.key(), &commits)).await?;
+        let offered = push_delta(repo, &commits, &negotiation.have);
+        let sent_elements = offered.len();
+        let start = PushStart {
+            repository_key: repo.key().to_owned(),
+            heads: Some(heads_record(repo.algorithm(), repo.branches(), repo.nicknames())),
+        };
+        let parts: Vec<PushPart> = std::iter::once(PushPart { part: Some(push_part::Part::Start(start)) })
+            .chain(batches(offered).map(|b| PushPart { part: Some(push_part::Part::Elements(b)) }))
+            .collect();
+        let sent_bytes = parts.iter().map(|p| p.encoded_len() as u64).sum();
+        let reply =
+            self.rpc.clone().push(futures::stream::iter(parts)).await.map_err(self.failed("push"))?.into_inner();
+        let heads = reply.heads.as_ref().ok_or_else(|| Error::Protocol("the push reply carries no heads".into()))?;
+        Ok(PushOutcome {
+            stored: reply.stored,
+            sent_elements,
+            sent_bytes,
+            negotiate_bytes,
+            heads: remote_heads(heads).map_err(protocol)?,
+        })
+    }
+
+    /// Pulls a repository the client has: the commits it lacks and, with `head_content`, the
+    /// content of the heads that it lacks (not below `excluded` types, which become the
+    /// repository's excluded types). Received heads fast-forward or diverge the local branches;
+    /// the workspace is not checked out.
+    pub async fn pull(
+        &self,
+        repo: &mut Repository,
+        head_content: bool,
+        excluded: Option<Vec<TypeId>>,
+    ) -> Result<PullOutcome> {
+        let excluded = excluded.unwrap_or_default();
+        let have: Vec<Key> = if head_content {
+            // Only the commits whose content is here completely: the rest of it is still wanted.
+            let roots: Vec<(Key, Option<Key>)> =
+                repo.commits().map(|c| (c.key, c.root.as_ref().map(|r| r.key))).collect();
+            let complete = complete_graphs(repo, roots.iter().filter_map(|r| r.1), &excluded)?;
+            roots.iter().filter(|(_, r)| r.is_none_or(|r| complete.contains(&r))).map(|(c, _)| *c).collect()
+        } else {
+            repo.commits().map(|c| c.key).collect()
+        };
+        let pulled = self.request_pull(repo.key(), &have, head_content, &excluded).await?;
+        if !excluded.is_empty() {
+            repo.set_excluded_types(excluded);
+        }
+        let outcome = PullOutcome { elements: pulled.elements.len(), bytes: pulled.bytes, heads: pulled.heads.clone() };
+        apply_pull(repo, pulled)?;
+        Ok(outcome)
+    }
+
+    /// Clones a repository: its heads, every commit and, with `head_content`, the heads'
+    /// content (not below `excluded` types). Nothing is checked out. An unknown repository is a
+    /// NOT_FOUND application error.
+    pub async fn clone_repository(
+        &self,
+        key: &str,
+        head_content: bool,
+        excluded: Option<Vec<TypeId>>,
+    ) -> Result<Repository> {
+        let excluded = excluded.unwrap_or_default();
+        let pulled = self.request_pull(key, &[], head_content, &excluded).await?;
+        let mut repo = Repository::with_key(self.registry.clone(), key, pulled.heads.algorithm);
+        repo.restore_heads(Vec::new(), BTreeMap::new());
+        if !excluded.is_empty() {
+            repo.set_excluded_types(excluded);
+        }
+        apply_pull(&mut repo, pulled)?;
+        Ok(repo)
+    }
+
+    async fn request_pull(&self, key: &str, have: &[Key], head_content: bool, excluded: &[TypeId]) -> Result<Pulled> {
+        let req = PullRequest {
+            repository_key: key.to_owned(),
+            have_commits: have.iter().map(|k| k.as_bytes().to_vec()).collect(),
+            head_content,
+            excluded_types: type_refs(excluded),
+        };
+        let mut stream = self.rpc.clone().pull(req).await.map_err(self.failed("pull"))?.into_inner();
+        let first = stream
+            .message()
+            .await
+            .map_err(self.failed("pull"))?
+            .ok_or_else(|| protocol_error("the pull sent nothing"))?;
+        let mut bytes = first.encoded_len() as u64;
+        let heads = match first.part {
+            Some(pull_part::Part::Heads(h)) => remote_heads(&h).map_err(protocol)?,
+            _ => return Err(protocol_error("a pull must begin with the heads")),
+        };
+        let mut elements = Vec::new();
+        while let Some(part) = stream.message().await.map_err(self.failed("pull"))? {
+            bytes += part.encoded_len() as u64;
+            match part.part {
+                Some(pull_part::Part::Elements(batch)) => self.decode_batch(&batch, &mut elements)?,
+                _ => return Err(protocol_error("a pull sends its heads once, first")),
+            }
+        }
+        if !head_content && elements.iter().any(|e| e.ty() != TypeId::COMMIT) {
+            return Err(protocol_error("the pull sent head content that was not asked for"));
+        }
+        Ok(Pulled { heads, elements, bytes })
+    }
+
+    fn decode_batch(&self, batch: &ElementBatch, out: &mut Vec<Element>) -> Result<()> {
+        for bytes in &batch.elements {
+            let e = Element::decode(&self.registry, bytes)
+                .map_err(|e| Error::Protocol(format!("the datastore sent an invalid element: {e}")))?;
+            out.push(e);
+        }
+        Ok(())
+    }
+
+    async fn read_batches(&self, op: &'static str, mut stream: Streaming<ElementBatch>) -> Result<Vec<Element>> {
+        let mut elements = Vec::new();
+        while let Some(batch) = stream.message().await.map_err(self.failed(op))? {
+            self.decode_batch(&batch, &mut elements)?;
+        }
+        Ok(elements)
+    }
+
+    /// Checks out, first fetching from the datastore (rpc `Checkout`) the graphs of the roots
+    /// the checkout needs and the repository does not hold completely.
+    pub async fn checkout(&self, repo: &mut Repository, how: Checkout) -> Result<()> {
+        let roots = repo.checkout_roots(&how)?;
+        let excluded = repo.excluded_for(&how);
+        let complete = complete_graphs(repo, roots.iter().copied(), &excluded)?;
+        for root in roots {
+            if !complete.contains(&root) {
+                let elements = self.remote_checkout(root, &excluded).await?;
+                repo.add_elements(elements)?;
+            }
+        }
+        repo.checkout(how)?;
+        Ok(())
+    }
+
+    /// Every element reachable from `root`, not following links to `excluded` types.
+    pub async fn remote_checkout(&self, root: Key, excluded: &[TypeId]) -> Result<Vec<Element>> {
+        let req = CheckoutRequest { root: root.as_bytes().to_vec(), excluded_types: type_refs(excluded) };
+        let stream = self.rpc.clone().checkout(req).await.map_err(self.failed("checkout"))?.into_inner();
+        self.read_batches("checkout", stream).await
+    }
+
+    /// Elements by key; any unknown key is a NOT_FOUND application error.
+    pub async fn fetch_blobs(&self, keys: &[Key]) -> Result<Vec<Element>> {
+        let req = FetchBlobsRequest { keys: keys.iter().map(|k| k.as_bytes().to_vec()).collect() };
+        let stream = self.rpc.clone().fetch_blobs(req).await.map_err(self.failed("fetch_blobs"))?.into_inner();
+        self.read_batches("fetch_blobs", stream).await
+    }
+
+    /// Stores elements as they are (commits are not indexed). Returns how many the datastore
+    /// did not have.
+    pub async fn put_blobs(&self, elements: &[Element]) -> Result<u64> {
+        let batches: Vec<ElementBatch> = batches(elements.to_vec()).collect();
+        let reply =
+            self.rpc.clone().put_blobs(futures::stream::iter(batches)).await.map_err(self.failed("put_blobs"))?;
+        Ok(reply.into_inner().stored)
+    }
+
+    /// A repository's object at a commit, a treeish or the head of a branch (default master),
+    /// with every element reachable from its root, not following links to `excluded` types.
+    pub async fn get_object(&self, id: IdRef, excluded: &[TypeId]) -> Result<RemoteObject> {
+        let req = GetObjectRequest {
+            repository_key: id.key.unwrap_or_default(),
+            branch: id.branch.unwrap_or_default(),
+            commit: id.commit.unwrap_or_default(),
+            treeish: id.treeish.unwrap_or_default(),
+            excluded_types: type_refs(excluded),
+        };
+        let mut stream = self.rpc.clone().get_object(req).await.map_err(self.failed("get_object"))?.into_inner();
+        let first = stream
+            .message()
+            .await
+            .map_err(self.failed("get_object"))?
+            .ok_or_else(|| protocol_error("get_object sent nothing"))?;
+        let root = match first.part {
+            Some(get_object_part::Part::Root(raw)) => {
+                Key::from_slice(&raw).ok_or_else(|| protocol_error("get_object sent a malformed root key"))?
+            }
+            _ => return Err(protocol_error("get_object must begin with the root key")),
+        };
+        let mut elements = Vec::new();
+        while let Some(part) = stream.message().await.map_err(self.failed("get_object"))? {
+            match part.part {
+                Some(get_object_part::Part::Elements(batch)) => self.decode_batch(&batch, &mut elements)?,
+                _ => return Err(protocol_error("get_object sends its root key once, first")),
+            }
+        }
+        if !elements.iter().any(|e| e.key() == root) {
+            return Err(protocol_error("get_object did not send its root object"));
+        }
+        Ok(RemoteObject { root, elements, excluded: excluded.to_vec() })
+    }
+
+    /// The life-cycle state of each resource (ION's enum number), in request order.
+    pub async fn get_lcs(&self, keys: &[&str]) -> Result<Vec<(String, i32)>> {
+        let req = GetLcsRequest { keys: keys.iter().map(|k| (*k).to_owned()).collect() };
+        let reply = self.rpc.clone().get_lcs(req).await.map_err(self.failed("get_lcs"))?.into_inner();
+        Ok(reply.pairs.into_iter().map(|p| (p.key, p.lcs)).collect())
+    }
+
+    /// The chunks of a slice of an `ArrayStructure`, in order, each with its start index in the
+    /// output and an array object holding its values. An unset `stride` is 1.
+    pub async fn extract_data(&self, structure: Key, bounds: Vec<Bounds>) -> Result<Vec<(u64, Element)>> {
+        let req = ExtractDataRequest {
+            structure_array: structure.as_bytes().to_vec(),
+            bounds: bounds
+                .iter()
+                .map(|b| pb::Bounds {
+                    origin: b.origin.unwrap_or(0),
+                    size: b.size.unwrap_or(0),
+                    stride: b.stride.unwrap_or(1),
+                })
+                .collect(),
+        };
+        let mut stream = self.rpc.clone().extract_data(req).await.map_err(self.failed("extract_data"))?.into_inner();
+        let mut chunks = Vec::new();
+        let mut done = false;
+        while let Some(chunk) = stream.message().await.map_err(self.failed("extract_data"))? {
+            if done || usize::try_from(chunk.seq_number).ok() != Some(chunks.len()) {
+                return Err(protocol_error("extract_data sent its chunks out of sequence"));
+            }
+            let start = u64::try_from(chunk.start_index)
+                .map_err(|_| protocol_error("extract_data sent a negative start index"))?;
+            let array = Element::decode(&self.registry, &chunk.ndarray)
+                .map_err(|e| Error::Protocol(format!("extract_data sent an invalid array: {e}")))?;
+            done = chunk.done;
+            chunks.push((start, array));
+        }
+        if !chunks.is_empty() && !done {
+            return Err(protocol_error("extract_data ended before its last chunk"));
+        }
+        Ok(chunks)
+    }
+}
+
+/// The elements a push offers: the commits the datastore lacks (`have[i]` false for
+/// `commits[i]`), then the elements reachable from their roots, not descending into the
+/// subgraphs reachable from the roots of the commits it holds. Elements absent here are
+/// skipped: the datastore must hold them already, or it refuses the push as incomplete.
+fn push_delta(repo: &Repository, commits: &[Key], have: &[bool]) -> Vec<Element> {
+    let root_of = |k: &Key| repo.commit_info(*k).ok().and_then(|c| c.root.as_ref().map(|r| r.key));
+    let held = |wanted: bool| commits.iter().zip(have).filter(move |(_, h)| **h == wanted).map(|(k, _)| *k);
+    let new: Vec<Key> = held(false).collect();
+    let known_roots: Vec<Key> = held(true).filter_map(|k| root_of(&k)).collect();
+    let old: HashSet<Key> = repo.elements().reachable(&known_roots, &[]).into_iter().collect();
+    let mut offered = Vec::new();
+    let mut seen: HashSet<Key> = HashSet::new();
+    let mut stack: Vec<Key> = new.iter().filter_map(root_of).collect();
+    while let Some(k) = stack.pop() {
+        if old.contains(&k) || !seen.insert(k) {
+            continue;
+        }
+        let Some(e) = repo.elements().get(&k) else { continue };
+        stack.extend(e.children().iter().copied().filter(|c| !seen.contains(c)));
+        offered.push(e.clone());
+    }
+    offered.extend(new.iter().filter_map(|k| repo.elements().get(k).cloned()));
+    offered
+}
+
+/// Those of `roots` whose whole graph is in `repo`, not following links to `excluded` types.
+fn complete_graphs(
+    repo: &Repository,
+    roots: impl IntoIterator<Item = Key>,
+    excluded: &[TypeId],
+) -> Result<HashSet<Key>> {
+    let children = |e: &Element| -> Result<Vec<Key>> {
+        if excluded.is_empty() {
+            Ok(e.children().to_vec())
+        } else {
+            Ok(e.links(repo.registry())?.into_iter().filter(|(_, ty)| !excluded.contains(ty)).map(|(k, _)| k).collect())
+        }
+    };
+    // Depth first; a key is decided once all its children are (graphs are acyclic).
+    let mut complete: HashMap<Key, bool> = HashMap::new();
+    let roots: Vec<Key> = roots.into_iter().collect();
+    for &root in &roots {
+        let mut stack: Vec<(Key, Option<Vec<Key>>)> = vec![(root, None)];
+        while let Some((k, expanded)) = stack.pop() {
+            if let Some(kids) = expanded {
+                let all = kids.iter().all(|c| complete.get(c).copied().unwrap_or(false));
+                complete.insert(k, all);
+                continue;
+            }
+            if complete.contains_key(&k) {
+                continue;
+            }
+            let Some(e) = repo.elements().get(&k) else {
+                complete.insert(k, false);
+                continue;
+            };
+            let kids = children(e)?;
+            let pending: Vec<Key> = kids.iter().copied().filter(|c| !complete.contains_key(c)).collect();
+            stack.push((k, Some(kids)));
+            stack.extend(pending.into_iter().map(|c| (c, None)));
+        }
+    }
+    Ok(roots.into_iter().filter(|r| complete.get(r).copied().unwrap_or(false)).collect())
+}
+
+/// Adds a pull's elements and takes its heads: on a repository without commits (a clone) the
+/// heads and nicknames replace the local ones (the first branch becomes master if the datastore
+/// names none); otherwise they fast-forward or diverge the local branches.
+fn apply_pull(repo: &mut Repository, pulled: Pulled) -> Result<()> {
+    let Pulled { heads: RemoteHeads { branches, mut nicknames, .. }, elements, .. } = pulled;
+    repo.add_elements(elements)?;
+    let cloning = repo.branches().iter().all(|b| b.heads.is_empty());
+    if cloning {
+        if nicknames.is_empty()
+            && let Some(first) = branches.first()
+        {
+            nicknames.insert(MASTER_BRANCH.to_owned(), first.key.clone());
+        }
+        for h in branches.iter().flat_map(|b| &b.heads) {
+            repo.commit_info(*h)?;
+        }
+        repo.restore_heads(branches, nicknames);
+    } else {
+        for b in &branches {
+            repo.receive_heads(&b.key, &b.heads)?;
+        }
+        for (name, branch) in &nicknames {
+            if repo.get_branch(name).is_none() && repo.get_branch(branch).is_some() {
+                repo.set_nickname(name, branch)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+// ----- messages ------------------------------------------------------------------------------
+
+/// Groups elements into batches of at most [`BATCH_ELEMENTS`] elements and about
+/// [`BATCH_BYTES`] bytes, in order, encoding each as the batch is made.
+fn batches(elements: Vec<Element>) -> impl Iterator<Item = ElementBatch> + Send + 'static {
+    let mut rest = elements.into_iter().peekable();
+    std::iter::from_fn(move || {
+        let mut batch: Vec<Vec<u8>> = Vec::new();
+        let mut bytes = 0;
+        while let Some(e) = rest
+            .next_if(|e| batch.is_empty() || (batch.len() < BATCH_ELEMENTS && bytes + e.encoded_len() <= BATCH_BYTES))
+        {
+            let encoded = e.encode();
+            bytes += encoded.len();
+            batch.push(encoded);
+        }
+        (!batch.is_empty()).then_some(ElementBatch { elements: batch })
+    })
+}
+
+fn negotiate_request(key: &str, commits: &[Key]) -> NegotiateRequest {
+    NegotiateRequest {
+        repository_key: key.to_owned(),
+        commits: commits.iter().map(|k| k.as_bytes().to_vec()).collect(),
+    }
+}
+
+/// A repository's heads as a `dsf.store.HeadsRecord`.
+pub fn heads_record(alg: HashAlgorithm, branches: &[Branch], nicknames: &BTreeMap<String, String>) -> HeadsRecord {
+    HeadsRecord {
+        hash_algorithm: alg.name().to_owned(),
+        branches: branches
+            .iter()
+            .map(|b| BranchHeads { key: b.key.clone(), heads: b.heads.iter().map(|h| h.as_bytes().to_vec()).collect() })
+            .collect(),
+        nicknames: nicknames.iter().map(|(n, b)| Nickname { name: n.clone(), branch: b.clone() }).collect(),
+    }
+}
+
+type HeadsParts = (HashAlgorithm, Vec<Branch>, BTreeMap<String, String>);
+
+/// The hash algorithm, branches and nicknames of a heads record.
+fn read_heads_record(record: &HeadsRecord) -> std::result::Result<HeadsParts, ServiceError> {
+    let alg: HashAlgorithm = record.hash_algorithm.parse().map_err(|e: String| {
+        ServiceError::bad_request(format!("a heads record with an unknown hash algorithm: {e}"))
+    })?;
+    let mut branches = Vec::with_capacity(record.branches.len());
+    for b in &record.branches {
+        let heads = b.heads.iter().map(|h| key_of(h)).collect::<std::result::Result<Vec<Key>, ServiceError>>()?;
+        branches.push(Branch { key: b.key.clone(), heads });
+    }
+    let nicknames = record.nicknames.iter().map(|n| (n.name.clone(), n.branch.clone())).collect();
+    Ok((alg, branches, nicknames))
+}
+
+fn remote_heads(record: &HeadsRecord) -> std::result::Result<RemoteHeads, ServiceError> {
+    let (algorithm, branches, nicknames) = read_heads_record(record)?;
+    Ok(RemoteHeads { algorithm, branches, nicknames })
+}
+
+fn key_of(raw: &[u8]) -> std::result::Result<Key, ServiceError> {
+    Key::from_slice(raw)
+        .ok_or_else(|| ServiceError::bad_request(format!("a key of {} bytes (20 or 32 expected)", raw.len())))
+}
+
+fn keys_of(raw: &[Vec<u8>]) -> std::result::Result<Vec<Key>, ServiceError> {
+    raw.iter().map(|k| key_of(k)).collect()
+}
+
+fn types_of(refs: &[TypeRef]) -> Vec<TypeId> {
+    refs.iter().map(|t| TypeId::new(t.object_id, t.version)).collect()
+}
+
+fn type_refs(types: &[TypeId]) -> Vec<TypeRef> {
+    types.iter().map(|t| TypeRef { object_id: t.object_id, version: t.version }).collect()
+}
+
+/// The child keys of a store row (each key preceded by its length); `None` if malformed.
+fn stored_children(mut bytes: &[u8]) -> Option<Vec<Key>> {
+    let mut keys = Vec::new();
+    while let Some((&len, rest)) = bytes.split_first() {
+        let len = usize::from(len);
+        if rest.len() < len {
+            return None;
+        }
+        let (key, tail) = rest.split_at(len);
+        keys.push(Key::from_slice(key)?);
+        bytes = tail;
+    }
+    Some(keys)
+}
+
+fn bad_request(message: impl Into<String>) -> Status {
+    ServiceError::bad_request(message).into()
+}
+
+fn protocol(e: ServiceError) -> Error {
+    Error::Protocol(e.message)
+}
+
+fn protocol_error(message: &str) -> Error {
+    Error::Protocol(message.to_owned())
+}
+
+/// An error and its sources, for transport errors whose own text says little.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
