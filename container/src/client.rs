@@ -186,12 +186,15 @@ impl AmqpClient {
         let heads = heads_of(repo);
         let head = b.wrapped(&head_element(repo.key(), &heads));
         let bytes: usize = offered.iter().map(|e| e.encoded_len()).sum();
-        let blob_elements =
-            if bytes <= INLINE_LIMIT { offered.iter().map(|e| b.wrapped(e)).collect() } else { Vec::new() };
+        let inline = bytes <= INLINE_LIMIT;
+        let blob_elements = if inline { offered.iter().map(|e| b.wrapped(e)).collect() } else { Vec::new() };
+        // Keys of elements sent along need not be listed: the datastore asks only for listed
+        // keys it lacks that did not come along.
+        let blob_keys = if inline { Vec::new() } else { offered.iter().map(|e| e.key().as_bytes().to_vec()).collect() };
         let state = RepositoryState {
             repository_key: Some(repo.key().to_owned()),
             repo_head_element: Some(head),
-            blob_keys: offered.iter().map(|e| e.key().as_bytes().to_vec()).collect(),
+            blob_keys,
             blob_elements,
             nicknames: nicknames_of(repo),
         };

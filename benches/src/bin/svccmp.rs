@@ -3,42 +3,34 @@
 //! ```text
 //! svccmp amqp-rpc   --broker URL [--rounds N] [--calls N]
 //! svccmp push-bytes --broker URL
+//! svccmp grpc-clone
 //! ```
 //!
 //! Prints `NAME DSF PEER` lines on stdout (progress on stderr):
 //! - `amqp-rpc PUSH_US BARE_US`: microseconds per small push (a new three-object repository
 //!   pushed to a datastore on RocksDB, one round trip with its elements inline) and per bare
-//!   request/reply of the same size through the same broker (an echo process), best round;
-//! - `push-bytes SENT CHANGED`: bytes the client published for an incremental push after 1 %
-//!   of a 100 000-object graph changed, and the encoded bytes of the elements that changed.
+//!   lapin request/reply of the same size through the same broker, best round;
+//! - `push-bytes SENT CHANGED` (gRPC) and `push-bytes-amqp SENT CHANGED` (ION's AMQP
+//!   encoding): bytes a client sent for an incremental push after 1 % of a 100 000-object graph
+//!   changed, and the encoded bytes of the elements that changed;
+//! - `grpc-clone OBJECTS_PER_S ELEMENTS`: a clone over gRPC (loopback) of a 100 000-object
+//!   repository from a datastore on RocksDB, in elements received per second (best round).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use dsf::proto::net::ooici::play::{AddressLink, Person};
 use dsf::{Key, Registry, Repository};
 use dsf_benches::{Shape, build_and_commit, change_objects, new_repository, one_percent};
-use dsf_container::ServiceError;
-use dsf_container::amqp::{Container, ContainerConfig, Handler, Request};
+use dsf_container::amqp::{Container, ContainerConfig};
 use dsf_container::client::AmqpClient;
-use dsf_container::content::ContentBuilder;
 use dsf_container::datastore::Datastore;
 use dsf_container::datastore::service::{DatastoreService, SERVICE};
 use dsf_store_backends::rocks::RocksStore;
-use futures::future::BoxFuture;
 
-const USAGE: &str = "usage: svccmp (amqp-rpc | push-bytes) --broker URL [--rounds N] [--calls N]";
-
-/// Replies with the request's content.
-struct Echo;
-
-impl Handler for Echo {
-    fn handle(self: Arc<Self>, req: Request) -> BoxFuture<'static, Result<Bytes, ServiceError>> {
-        Box::pin(async move { Ok(req.content) })
-    }
-}
+const USAGE: &str =
+    "usage: svccmp (amqp-rpc | push-bytes) --broker URL [--rounds N] [--calls N] | grpc-clone [--rounds N]";
 
 fn small_repository(i: usize) -> Repository {
     let mut r = Repository::new(Registry::builtin());
@@ -66,78 +58,195 @@ async fn setup(broker: &str) -> Result<Setup, String> {
     let sys = format!("svccmp{}", std::process::id());
     let container = Container::start(ContainerConfig::new(broker, Some(sys))).await.map_err(|e| e.to_string())?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let store = RocksStore::open(dir.path()).map_err(|e| e.to_string())?;
+    let sync = std::env::var("SVCCMP_NOSYNC").is_err();
+    let store = dsf_store_backends::rocks::RocksStore::open_with(
+        dir.path(),
+        dsf_store_backends::rocks::RocksOptions::default().sync(sync),
+    )
+    .map_err(|e| e.to_string())?;
     let ds = Datastore::new(Arc::new(store), Registry::builtin());
     container
         .spawn("datastore", Some(SERVICE), Arc::new(DatastoreService::new(ds)))
         .await
         .map_err(|e| e.to_string())?;
-    container.spawn("echo", Some("echo"), Arc::new(Echo)).await.map_err(|e| e.to_string())?;
     let client = AmqpClient::spawn(&container, None).await.map_err(|e| e.to_string())?;
     Ok(Setup { container, client, _dir: dir })
 }
 
 async fn amqp_rpc(broker: &str, rounds: usize, calls: usize) -> Result<(), String> {
     let s = setup(broker).await?;
-    let echo = s.client.endpoint().scoped("echo");
-    // The bare request carries as many bytes as a small push's content.
-    let body = ContentBuilder::empty(
-        dsf::proto::net::ooici::core::message::ion_msg::ResponseCodes::Ok,
-        Some("x".repeat(small_push_bytes())),
-    );
+    // The size of a small push's message body, for bare requests of the same size.
+    let probe = small_repository(usize::MAX);
+    let before = s.client.endpoint().bytes_sent();
+    s.client.push(&probe).await.map_err(|e| e.to_string())?;
+    let size = (s.client.endpoint().bytes_sent() - before) as usize;
+    let bare = BareLapin::start(broker).await.map_err(|e| e.to_string())?;
+    let payload = vec![b'x'; size];
+    eprintln!("svccmp: a small push sends {size} bytes; bare requests carry as many");
     let (mut best_push, mut best_bare) = (f64::MAX, f64::MAX);
     for round in 0..rounds {
         let repos: Vec<Repository> = (0..calls).map(|i| small_repository(round * calls + i)).collect();
         let t = Instant::now();
         for _ in 0..calls {
-            s.client.endpoint().rpc(&echo, "echo", body.clone(), None).await.map_err(|e| e.to_string())?;
+            bare.call(&payload).await.map_err(|e| e.to_string())?;
         }
-        let bare = t.elapsed().as_secs_f64() * 1e6 / calls as f64;
+        let bare_us = t.elapsed().as_secs_f64() * 1e6 / calls as f64;
         let t = Instant::now();
         for r in &repos {
             s.client.push(r).await.map_err(|e| e.to_string())?;
         }
         let push = t.elapsed().as_secs_f64() * 1e6 / calls as f64;
-        eprintln!("svccmp: round {}/{rounds}: push {push:.0} us, bare request/reply {bare:.0} us", round + 1);
+        eprintln!("svccmp: round {}/{rounds}: push {push:.0} us, bare lapin request/reply {bare_us:.0} us", round + 1);
         best_push = best_push.min(push);
-        best_bare = best_bare.min(bare);
+        best_bare = best_bare.min(bare_us);
     }
     println!("amqp-rpc {best_push:.1} {best_bare:.1}");
     s.container.terminate().await;
     Ok(())
 }
 
-/// The size of a small push's content, for a bare request of the same size.
-fn small_push_bytes() -> usize {
-    let r = small_repository(0);
-    r.elements().iter().map(|e| e.encoded_len() * 2 + 60).sum()
+/// A bare request/reply through the broker with lapin alone: a consumer that publishes each
+/// request's body back to its `reply_to` queue, and a caller that waits for it.
+struct BareLapin {
+    channel: lapin::Channel,
+    queue: String,
+    reply: String,
+    replies: tokio::sync::Mutex<lapin::Consumer>,
+    _conn: lapin::Connection,
+}
+
+impl BareLapin {
+    async fn start(broker: &str) -> lapin::Result<BareLapin> {
+        use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
+        use lapin::types::FieldTable;
+        let conn = lapin::Connection::connect(broker, lapin::ConnectionProperties::default()).await?;
+        let server = conn.create_channel().await?;
+        let queue = format!("svccmp.bare.{}", std::process::id());
+        let exclusive = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
+        server.queue_declare(queue.as_str().into(), exclusive, FieldTable::default()).await?;
+        let mut requests = server
+            .basic_consume(queue.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await?;
+        tokio::spawn(async move {
+            use futures::StreamExt as _;
+            while let Some(Ok(d)) = requests.next().await {
+                let to = d.properties.reply_to().clone().unwrap_or_default();
+                let _ = server
+                    .basic_publish(
+                        "".into(),
+                        to,
+                        BasicPublishOptions::default(),
+                        &d.data,
+                        lapin::BasicProperties::default(),
+                    )
+                    .await;
+                let _ = d.ack(BasicAckOptions::default()).await;
+            }
+        });
+        let channel = conn.create_channel().await?;
+        let reply = format!("svccmp.bare-reply.{}", std::process::id());
+        channel.queue_declare(reply.as_str().into(), exclusive, FieldTable::default()).await?;
+        let replies = channel
+            .basic_consume(
+                reply.as_str().into(),
+                "".into(),
+                BasicConsumeOptions { no_ack: true, ..Default::default() },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(BareLapin { channel, queue, reply, replies: tokio::sync::Mutex::new(replies), _conn: conn })
+    }
+
+    async fn call(&self, body: &[u8]) -> Result<(), String> {
+        use futures::StreamExt as _;
+        let props = lapin::BasicProperties::default().with_reply_to(self.reply.as_str().into());
+        self.channel
+            .basic_publish("".into(), self.queue.as_str().into(), Default::default(), body, props)
+            .await
+            .map_err(|e| e.to_string())?;
+        match self.replies.lock().await.next().await {
+            Some(Ok(_)) => Ok(()),
+            _ => Err("the bare reply consumer ended".into()),
+        }
+    }
 }
 
 async fn push_bytes(broker: &str) -> Result<(), String> {
     let s = setup(broker).await?;
+    let (grpc, server, stop, _grpc_dir) = grpc_datastore().await?;
     let objects = 100_000;
     let registry = Registry::builtin();
     let mut repo = new_repository(&registry);
-    let t = Instant::now();
     build_and_commit(&mut repo, Shape::Dataset, objects, 7, 1.0e9).map_err(|e| e.to_string())?;
-    eprintln!("svccmp: built and committed {objects} objects in {:.1} s", t.elapsed().as_secs_f64());
     let before: HashSet<Key> = repo.elements().iter().map(|e| e.key()).collect();
     let t = Instant::now();
     s.client.push(&repo).await.map_err(|e| e.to_string())?;
-    eprintln!("svccmp: first push in {:.1} s", t.elapsed().as_secs_f64());
+    grpc.push(&repo).await.map_err(|e| e.to_string())?;
+    eprintln!("svccmp: first pushes of {objects} objects in {:.1} s", t.elapsed().as_secs_f64());
     let changed = change_objects(&mut repo, one_percent(objects), 11, 0).map_err(|e| e.to_string())?;
     repo.commit_at("1 % changed", 1.0e9 + 1.0).map_err(|e| e.to_string())?;
-    let new_bytes: usize = repo.elements().iter().filter(|e| !before.contains(&e.key())).map(|e| e.encoded_len()).sum();
+    let new: Vec<&dsf::Element> = repo.elements().iter().filter(|e| !before.contains(&e.key())).collect();
+    let new_bytes: usize = new.iter().map(|e| e.encoded_len()).sum();
     let sent = s.client.endpoint().bytes_sent();
-    let t = Instant::now();
     s.client.push(&repo).await.map_err(|e| e.to_string())?;
-    let sent = s.client.endpoint().bytes_sent() - sent;
+    let amqp = s.client.endpoint().bytes_sent() - sent;
+    let outcome = grpc.push(&repo).await.map_err(|e| e.to_string())?;
+    let grpc_bytes = outcome.sent_bytes + outcome.negotiate_bytes;
     eprintln!(
-        "svccmp: {changed} objects changed; incremental push of {sent} bytes in {:.2} s; changed elements {new_bytes} bytes",
-        t.elapsed().as_secs_f64()
+        "svccmp: {changed} objects changed, {} new elements of {new_bytes} bytes; incremental push sent \
+         {grpc_bytes} bytes over gRPC ({} elements), {amqp} bytes over AMQP",
+        new.len(),
+        outcome.sent_elements
     );
-    println!("push-bytes {sent} {new_bytes}");
+    println!("push-bytes {grpc_bytes} {new_bytes}");
+    println!("push-bytes-amqp {amqp} {new_bytes}");
     s.container.terminate().await;
+    let _ = stop.send(());
+    server.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+type Server = tokio::task::JoinHandle<dsf_container::Result<()>>;
+
+/// A datastore on RocksDB served over gRPC on loopback, and a client of it.
+async fn grpc_datastore()
+-> Result<(dsf_container::grpc::GrpcClient, Server, tokio::sync::oneshot::Sender<()>, tempfile::TempDir), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let store = RocksStore::open(dir.path()).map_err(|e| e.to_string())?;
+    let ds = Arc::new(Datastore::new(Arc::new(store), Registry::builtin()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let url = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(dsf_container::grpc::serve(ds, listener, async move {
+        let _ = stopped.await;
+    }));
+    let client =
+        dsf_container::grpc::GrpcClient::connect(&url, Registry::builtin()).await.map_err(|e| e.to_string())?;
+    Ok((client, server, stop, dir))
+}
+
+async fn grpc_clone(rounds: usize) -> Result<(), String> {
+    let (client, server, stop, _dir) = grpc_datastore().await?;
+    let registry = Registry::builtin();
+    let mut repo = new_repository(&registry);
+    build_and_commit(&mut repo, Shape::Dataset, 100_000, 7, 1.0e9).map_err(|e| e.to_string())?;
+    let elements = repo.elements().len();
+    client.push(&repo).await.map_err(|e| e.to_string())?;
+    let mut best = 0.0f64;
+    for round in 0..rounds {
+        let t = Instant::now();
+        let clone = client.clone_repository(repo.key(), true, None).await.map_err(|e| e.to_string())?;
+        let secs = t.elapsed().as_secs_f64();
+        if clone.elements().len() != elements {
+            return Err(format!("the clone has {} elements, the source {elements}", clone.elements().len()));
+        }
+        let rate = elements as f64 / secs;
+        eprintln!("svccmp: round {}/{rounds}: cloned {elements} elements in {secs:.2} s ({rate:.0}/s)", round + 1);
+        best = best.max(rate);
+    }
+    println!("grpc-clone {best:.0} {elements}");
+    let _ = stop.send(());
+    server.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -158,14 +267,16 @@ fn main() -> std::process::ExitCode {
         }
         i += 2;
     }
-    let (Some(command), Some(broker)) = (args.first(), broker) else {
+    let Some(command) = args.first() else {
         eprintln!("svccmp: {USAGE}");
         return std::process::ExitCode::from(2);
     };
+    let broker = broker.ok_or_else(|| format!("{command} needs --broker URL\n{USAGE}"));
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let result = match command.as_str() {
-        "amqp-rpc" => runtime.block_on(amqp_rpc(&broker, rounds, calls)),
-        "push-bytes" => runtime.block_on(push_bytes(&broker)),
+        "amqp-rpc" => broker.and_then(|b| runtime.block_on(amqp_rpc(&b, rounds, calls))),
+        "push-bytes" => broker.and_then(|b| runtime.block_on(push_bytes(&b))),
+        "grpc-clone" => runtime.block_on(grpc_clone(rounds)),
         other => Err(format!("unknown subcommand {other:?}\n{USAGE}")),
     };
     match result {
