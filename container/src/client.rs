@@ -46,6 +46,7 @@ pub struct AmqpClient {
     process: Process,
     target: String,
     timeout: Option<Duration>,
+    inline_limit: usize,
     state: Arc<ClientState>,
 }
 
@@ -62,6 +63,8 @@ struct ClientState {
     chunks: Mutex<Option<mpsc::UnboundedSender<ChunkItem>>>,
     /// One extraction at a time.
     extracting: tokio::sync::Mutex<()>,
+    /// Elements served to datastores through fetch_blobs.
+    served: std::sync::atomic::AtomicU64,
 }
 
 /// The object `get_object` returned.
@@ -82,13 +85,25 @@ impl AmqpClient {
         let state = Arc::new(ClientState::default());
         let process = container.spawn("datastore-client", None, Arc::new(ClientHandler(state.clone()))).await?;
         let target = process.endpoint().scoped(service.unwrap_or(SERVICE));
-        Ok(AmqpClient { process, target, timeout: None, state })
+        Ok(AmqpClient { process, target, timeout: None, inline_limit: INLINE_LIMIT, state })
     }
 
     /// Sets the RPC timeout of every call (default 15 s).
     pub fn with_timeout(mut self, timeout: Duration) -> AmqpClient {
         self.timeout = Some(timeout);
         self
+    }
+
+    /// Sets how many bytes of elements a push carries along (default [`INLINE_LIMIT`]); with
+    /// 0, pushes only list keys and the datastore fetches what it lacks, as ION's did.
+    pub fn with_inline_limit(mut self, bytes: usize) -> AmqpClient {
+        self.inline_limit = bytes;
+        self
+    }
+
+    /// How many elements this client has served to datastores through `fetch_blobs`.
+    pub fn elements_served(&self) -> u64 {
+        self.state.served.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The client's endpoint.
@@ -186,7 +201,7 @@ impl AmqpClient {
         let heads = heads_of(repo);
         let head = b.wrapped(&head_element(repo.key(), &heads));
         let bytes: usize = offered.iter().map(|e| e.encoded_len()).sum();
-        let inline = bytes <= INLINE_LIMIT;
+        let inline = bytes <= self.inline_limit;
         let blob_elements = if inline { offered.iter().map(|e| b.wrapped(e)).collect() } else { Vec::new() };
         // Keys of elements sent along need not be listed: the datastore asks only for listed
         // keys it lacks that did not come along.
@@ -475,6 +490,7 @@ impl Handler for ClientHandler {
                         links.push(b.wrapped(e));
                     }
                     drop(offers);
+                    self.0.served.fetch_add(keys.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     let children = links_of(&None, &links, &[]);
                     Ok(b.finish(&BlobsMessage { blob_elements: links }, children))
                 }

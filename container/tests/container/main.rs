@@ -2,10 +2,12 @@
 //! disk. Each test uses a system name (queues) and a keyspace of its own.
 
 mod bad_input;
+mod binary;
 mod common;
 mod crash;
 mod datastore;
 mod extract;
 mod grpc;
 mod multi;
+mod process;
 mod workbench;

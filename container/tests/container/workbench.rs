@@ -195,3 +195,22 @@ async fn test_push_two() {
     src.checkout(Checkout::branch("master").commit(first)).unwrap();
     assert_eq!(content(&clone), content(&src));
 }
+
+/// ★ spec §3.3 push step 4: a pusher that sends only keys (as ION's did) is asked for what the
+/// datastore lacks with fetch_blobs on its own queue, and serves it while awaiting its push.
+#[tokio::test(flavor = "multi_thread")]
+async fn push_without_elements_is_fetched_from_the_pusher() {
+    let (store, _dir) = rocksdb();
+    let c = Cluster::start(store, 1).await;
+    let ion_style = c.client().await.with_inline_limit(0);
+    let (src, _) = address_book("fetched");
+    ion_style.push(&src).await.unwrap();
+    assert_eq!(ion_style.elements_served(), src.elements().len() as u64, "every element went out through fetch_blobs");
+    let (again, _) = address_book("inline");
+    c.client.push(&again).await.unwrap();
+    assert_eq!(c.client.elements_served(), 0, "elements sent along are not fetched");
+    let other = c.client().await;
+    let mut clone = other.clone_repository(src.key(), true, None).await.unwrap();
+    other.checkout(&mut clone, Checkout::branch("master")).await.unwrap();
+    assert_eq!(content(&clone), content(&src));
+}
