@@ -125,18 +125,19 @@ impl<S: Store> Datastore<S> {
         }
         wanted.extend(branches.iter().flat_map(|b| b.heads.iter().copied()));
         let outside: Vec<Key> = wanted.into_iter().filter(|k| !received.contains_key(k)).collect();
-        let absent = self.missing(&outside).await?;
-        if let Some(first) = absent.first() {
+        // One lookup answers both questions: what the push references but lacks, and which of
+        // its elements the store already holds (those are not written again).
+        let mut ask = outside.clone();
+        ask.extend(received.keys().copied());
+        let absent: HashSet<Key> = self.missing(&ask).await?.into_iter().collect();
+        let lacking: Vec<&Key> = outside.iter().filter(|k| absent.contains(k)).collect();
+        if let Some(first) = lacking.first() {
             return Err(ServiceError::bad_request(format!(
                 "push of {repository_key} is incomplete: {} referenced elements are neither sent nor stored (e.g. {first})",
-                absent.len()
+                lacking.len()
             )));
         }
-        // Elements the store already holds are not written again.
-        let keys: Vec<Key> = received.keys().copied().collect();
-        let new: HashSet<Key> = self.missing(&keys).await?.into_iter().collect();
         drop(received);
-        let fresh: Vec<Element> = elements.into_iter().filter(|e| new.contains(&e.key())).collect();
 
         let store = &*self.store;
         let mut stored = match StoredRepository::open(store, self.registry.clone(), &repository_key).await? {
@@ -155,6 +156,11 @@ impl<S: Store> Datastore<S> {
             )));
         }
         let repo = stored.repository_mut();
+        // A commit stored only as a blob (put_blobs) is not in the history yet: index it.
+        let fresh: Vec<Element> = elements
+            .into_iter()
+            .filter(|e| absent.contains(&e.key()) || (e.ty() == TypeId::COMMIT && repo.commit_info(e.key()).is_err()))
+            .collect();
         repo.add_elements(fresh)?;
         for b in &branches {
             repo.receive_heads(&b.key, &b.heads)?;

@@ -1,5 +1,5 @@
-//! Spec §7.2 WorkBenchProcessTest: two workbenches exchanging repositories through a datastore
-//! process over the broker (RocksDB store).
+//! Spec §7.2 WorkBenchProcessTest: workbenches exchanging repositories through a datastore
+//! process over the broker, on a real Cassandra.
 
 use dsf::{Checkout, Status};
 use dsf_container::Error;
@@ -11,8 +11,7 @@ use crate::common::*;
 /// equals the source.
 #[tokio::test(flavor = "multi_thread")]
 async fn test_pull() {
-    let (store, _dir) = rocksdb();
-    let c = Cluster::start(store, 1).await;
+    let c = Cluster::start(cassandra().await, 1).await;
     let (src, _) = address_book("pull me");
     c.client.push(&src).await.unwrap();
 
@@ -30,8 +29,7 @@ async fn test_pull() {
 /// ★ test_pull_invalid: pulling an unknown repository is a 404 application error.
 #[tokio::test(flavor = "multi_thread")]
 async fn test_pull_invalid() {
-    let (store, _dir) = rocksdb();
-    let c = Cluster::start(store, 1).await;
+    let c = Cluster::start(cassandra().await, 1).await;
     let err = c.client.clone_repository("NO-SUCH-REPOSITORY", true, None).await.unwrap_err();
     assert!(matches!(err, Error::Application { .. }), "{err}");
     assert_eq!(err.code(), Some(ResponseCodes::NotFound));
@@ -41,8 +39,7 @@ async fn test_pull_invalid() {
 /// ★ test_pull_latest: only the head's content travels; an old commit's root does not.
 #[tokio::test(flavor = "multi_thread")]
 async fn test_pull_latest() {
-    let (store, _dir) = rocksdb();
-    let c = Cluster::start(store, 1).await;
+    let c = Cluster::start(cassandra().await, 1).await;
     let (mut src, _) = address_book("v1");
     let first = src.current_heads()[0];
     edit(&mut src, "Dave", "v2");
@@ -62,8 +59,7 @@ async fn test_pull_latest() {
 /// head and an older commit from the datastore.
 #[tokio::test(flavor = "multi_thread")]
 async fn test_pull_latest_checkout() {
-    let (store, _dir) = rocksdb();
-    let c = Cluster::start(store, 1).await;
+    let c = Cluster::start(cassandra().await, 1).await;
     let (mut src, _) = address_book("v1");
     let first = src.current_heads()[0];
     edit(&mut src, "Dave", "v2");
@@ -81,8 +77,7 @@ async fn test_pull_latest_checkout() {
 /// ★ test_pull_update: a pull after new commits fast-forwards.
 #[tokio::test(flavor = "multi_thread")]
 async fn test_pull_update() {
-    let (store, _dir) = rocksdb();
-    let c = Cluster::start(store, 1).await;
+    let c = Cluster::start(cassandra().await, 1).await;
     let (mut src, _) = address_book("v1");
     c.client.push(&src).await.unwrap();
     let other = c.client().await;
@@ -100,8 +95,7 @@ async fn test_pull_update() {
 /// merges by date, the newest wins.
 #[tokio::test(flavor = "multi_thread")]
 async fn test_pull_diverge() {
-    let (store, _dir) = rocksdb();
-    let c = Cluster::start(store, 1).await;
+    let c = Cluster::start(cassandra().await, 1).await;
     let (src, _) = address_book("base");
     c.client.push(&src).await.unwrap();
     let (a, b) = (c.client().await, c.client().await);
@@ -126,8 +120,7 @@ async fn test_pull_diverge() {
 /// ancestor.
 #[tokio::test(flavor = "multi_thread")]
 async fn test_pull_no_automerge() {
-    let (store, _dir) = rocksdb();
-    let c = Cluster::start(store, 1).await;
+    let c = Cluster::start(cassandra().await, 1).await;
     let (src, _) = address_book("base");
     c.client.push(&src).await.unwrap();
     let (a, b) = (c.client().await, c.client().await);
@@ -152,8 +145,7 @@ async fn test_pull_no_automerge() {
 /// the source.
 #[tokio::test(flavor = "multi_thread")]
 async fn test_push() {
-    let (store, _dir) = rocksdb();
-    let c = Cluster::start(store, 1).await;
+    let c = Cluster::start(cassandra().await, 1).await;
     let (src, _) = address_book("pushed");
     assert!(c.ds.heads(src.key()).await.unwrap().is_none());
     c.client.push(&src).await.unwrap();
@@ -169,8 +161,7 @@ async fn test_push() {
 /// ★ test_push_update: a second push fast-forwards the datastore's head.
 #[tokio::test(flavor = "multi_thread")]
 async fn test_push_update() {
-    let (store, _dir) = rocksdb();
-    let c = Cluster::start(store, 1).await;
+    let c = Cluster::start(cassandra().await, 1).await;
     let (mut src, _) = address_book("v1");
     c.client.push(&src).await.unwrap();
     let head = edit(&mut src, "Dave", "v2");
@@ -183,8 +174,7 @@ async fn test_push_update() {
 /// test_push_two: history is pushed: an older commit checks out identically on both sides.
 #[tokio::test(flavor = "multi_thread")]
 async fn test_push_two() {
-    let (store, _dir) = rocksdb();
-    let c = Cluster::start(store, 1).await;
+    let c = Cluster::start(cassandra().await, 1).await;
     let (mut src, _) = address_book("v1");
     let first = src.current_heads()[0];
     edit(&mut src, "Dave", "v2");
@@ -200,8 +190,7 @@ async fn test_push_two() {
 /// datastore lacks with fetch_blobs on its own queue, and serves it while awaiting its push.
 #[tokio::test(flavor = "multi_thread")]
 async fn push_without_elements_is_fetched_from_the_pusher() {
-    let (store, _dir) = rocksdb();
-    let c = Cluster::start(store, 1).await;
+    let c = Cluster::start(cassandra().await, 1).await;
     let ion_style = c.client().await.with_inline_limit(0);
     let (src, _) = address_book("fetched");
     ion_style.push(&src).await.unwrap();
