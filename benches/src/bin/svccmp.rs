@@ -58,17 +58,18 @@ async fn setup(broker: &str) -> Result<Setup, String> {
     let sys = format!("svccmp{}", std::process::id());
     let container = Container::start(ContainerConfig::new(broker, Some(sys))).await.map_err(|e| e.to_string())?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let sync = std::env::var("SVCCMP_NOSYNC").is_err();
-    let store = dsf_store_backends::rocks::RocksStore::open_with(
-        dir.path(),
-        dsf_store_backends::rocks::RocksOptions::default().sync(sync),
-    )
-    .map_err(|e| e.to_string())?;
-    let ds = Datastore::new(Arc::new(store), Registry::builtin());
-    container
-        .spawn("datastore", Some(SERVICE), Arc::new(DatastoreService::new(ds)))
-        .await
-        .map_err(|e| e.to_string())?;
+    // SVCCMP_STORE=memory measures the protocol without a disk; SVCCMP_NOSYNC=1 keeps RocksDB
+    // but without fsync.
+    let handler: Arc<dyn dsf_container::amqp::Handler> = if std::env::var("SVCCMP_STORE").as_deref() == Ok("memory") {
+        let ds = Datastore::new(Arc::new(dsf::store::memory::MemoryStore::default()), Registry::builtin());
+        Arc::new(DatastoreService::new(ds))
+    } else {
+        let sync = std::env::var("SVCCMP_NOSYNC").is_err();
+        let options = dsf_store_backends::rocks::RocksOptions::default().sync(sync);
+        let store = RocksStore::open_with(dir.path(), options).map_err(|e| e.to_string())?;
+        Arc::new(DatastoreService::new(Datastore::new(Arc::new(store), Registry::builtin())))
+    };
+    container.spawn("datastore", Some(SERVICE), handler).await.map_err(|e| e.to_string())?;
     let client = AmqpClient::spawn(&container, None).await.map_err(|e| e.to_string())?;
     Ok(Setup { container, client, _dir: dir })
 }
