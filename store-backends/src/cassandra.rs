@@ -61,7 +61,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use dsf::key::Key;
 use dsf::store::{
-    BlobRow, BlobStore, COMMIT_ATTRIBUTES, Cas, HeadStore, IndexStore, KvStore, Predicate, Row, StoreError,
+    BlobRow, BlobStore, COMMIT_ATTRIBUTES, Cas, HeadStore, IndexStore, KvStore, Predicate, Row, Store, StoreError,
     StoreResult, Versioned, check_attributes, check_predicates, matches,
 };
 use futures::{StreamExt, TryStreamExt, stream};
@@ -587,6 +587,10 @@ fn fold(rows: Vec<Row>) -> Vec<KeyChange> {
     }
     changes
 }
+
+/// Saves through the provided calls: Cassandra has no multi-table atomic batch with a
+/// lightweight transaction.
+impl Store for CassandraStore {}
 
 impl BlobStore for CassandraStore {
     async fn put_blobs(&self, rows: Vec<BlobRow>) -> StoreResult<()> {

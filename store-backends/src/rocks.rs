@@ -57,8 +57,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use bytes::Bytes;
 use dsf::key::Key;
 use dsf::store::{
-    BlobRow, BlobStore, COMMIT_ATTRIBUTES, Cas, HeadStore, IndexStore, KvStore, Predicate, Row, StoreError,
-    StoreResult, Versioned, check_attributes, check_predicates, matches,
+    BlobRow, BlobStore, COMMIT_ATTRIBUTES, Cas, HeadStore, IndexStore, KvStore, Predicate, Row, SaveBatch, Store,
+    StoreError, StoreResult, Versioned, check_attributes, check_predicates, matches,
 };
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, DBPinnableSlice,
@@ -278,9 +278,17 @@ impl Shared {
     /// Applies `changes` in order as one write batch, keeping the index equal to the rows'
     /// attributes. Fails, writing nothing, on an attribute-only update of a missing row.
     fn write_rows(&self, changes: Vec<(Vec<u8>, Change)>) -> StoreResult<()> {
+        let _guard = lock(&self.rows_lock);
+        let mut batch = WriteBatch::default();
+        self.rows_into(changes, &mut batch)?;
+        self.write(batch)
+    }
+
+    /// Adds `changes` (applied in order) and their index updates to `batch`. The caller holds
+    /// the rows lock until the batch is written.
+    fn rows_into(&self, changes: Vec<(Vec<u8>, Change)>, batch: &mut WriteBatch) -> StoreResult<()> {
         let rows_cf = self.cf(ROWS)?;
         let index_cf = self.cf(INDEX)?;
-        let _guard = lock(&self.rows_lock);
         let keys: Vec<Vec<u8>> = changes.iter().map(|(k, _)| k.clone()).collect::<BTreeSet<_>>().into_iter().collect();
         let before: BTreeMap<Vec<u8>, Option<StoredRow>> =
             keys.iter().cloned().zip(self.rows(&keys, &ReadOptions::default())?).collect();
@@ -301,7 +309,6 @@ impl Shared {
                 },
             }
         }
-        let mut batch = WriteBatch::default();
         for (key, new) in &after {
             let old = &before[key];
             let old_index = index_keys(key, old.as_ref());
@@ -319,7 +326,38 @@ impl Shared {
                 None => {}
             }
         }
-        self.write(batch)
+        Ok(())
+    }
+
+    /// A whole save as one write batch (one fsync): blobs, rows and, if the version matches,
+    /// the heads record and the `on_applied` rows.
+    fn save(&self, save: SaveBatch) -> StoreResult<Cas> {
+        let SaveBatch { blobs, rows, repository, expected, record, on_applied } = save;
+        // Lock order: rows, then heads (cas_heads takes only the heads lock).
+        let _rows = lock(&self.rows_lock);
+        let _heads = lock(&self.heads_lock);
+        let mut batch = WriteBatch::default();
+        let blobs_cf = self.cf(BLOBS)?;
+        for row in &blobs {
+            batch.put_cf(blobs_cf, row.key.as_bytes(), encode_blob(&row.element, &row.children));
+        }
+        let current = self.get_heads(&repository)?;
+        let applies = current.as_ref().map(|c| c.version) == expected;
+        let mut changes: Vec<(Vec<u8>, Change)> = rows.into_iter().map(change_of).collect();
+        let outcome = if applies {
+            changes.extend(on_applied.into_iter().map(change_of));
+            let version = expected
+                .unwrap_or(0)
+                .checked_add(1)
+                .ok_or_else(|| StoreError::Invalid(format!("the heads version of {repository} cannot grow")))?;
+            batch.put_cf(self.cf(HEADS)?, repository.as_bytes(), encode_heads(&Versioned { version, record }));
+            Cas::Applied(version)
+        } else {
+            Cas::Lost(current)
+        };
+        self.rows_into(changes, &mut batch)?;
+        self.write(batch)?;
+        Ok(outcome)
     }
 
     fn query(&self, predicates: &[Predicate]) -> StoreResult<Vec<Row>> {
@@ -380,6 +418,28 @@ impl Shared {
         let stored = encode_heads(&Versioned { version, record });
         self.db.put_cf_opt(heads_cf, repository.as_bytes(), stored, &self.write_options()).map_err(db_error)?;
         Ok(Cas::Applied(version))
+    }
+}
+
+/// A row write as a change: a value replaces the row, no value updates its attributes.
+fn change_of(r: Row) -> (Vec<u8>, Change) {
+    match r.value {
+        Some(value) => (r.key, Change::Put(value, r.attributes)),
+        None => (r.key, Change::Merge(r.attributes)),
+    }
+}
+
+/// A save is one write batch: blobs, rows, the heads and their attributes reach the disk
+/// together, with one fsync.
+impl Store for RocksStore {
+    fn save(&self, batch: SaveBatch) -> impl Future<Output = StoreResult<Cas>> + Send {
+        let indexed = &self.shared.indexed;
+        let checked =
+            batch.rows.iter().chain(&batch.on_applied).try_for_each(|r| check_attributes(indexed, r.attributes.keys()));
+        self.blocking(move |s| {
+            checked?;
+            s.save(batch)
+        })
     }
 }
 
@@ -471,13 +531,7 @@ impl IndexStore for RocksStore {
 
     fn batch_put_rows(&self, rows: Vec<Row>) -> impl Future<Output = StoreResult<()>> + Send {
         let checked = rows.iter().try_for_each(|r| check_attributes(&self.shared.indexed, r.attributes.keys()));
-        let changes: Vec<(Vec<u8>, Change)> = rows
-            .into_iter()
-            .map(|r| match r.value {
-                Some(value) => (r.key, Change::Put(value, r.attributes)),
-                None => (r.key, Change::Merge(r.attributes)),
-            })
-            .collect();
+        let changes: Vec<(Vec<u8>, Change)> = rows.into_iter().map(change_of).collect();
         self.blocking(move |s| {
             checked?;
             s.write_rows(changes)

@@ -59,6 +59,8 @@ impl MemoryStore {
     }
 }
 
+impl super::Store for MemoryStore {}
+
 impl BlobStore for MemoryStore {
     fn put_blobs(&self, rows: Vec<BlobRow>) -> impl Future<Output = StoreResult<()>> + Send {
         self.with(|i| {

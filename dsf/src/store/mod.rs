@@ -165,10 +165,47 @@ pub trait IndexStore: KvStore {
     fn query(&self, predicates: Vec<Predicate>) -> impl Future<Output = StoreResult<Vec<Row>>> + Send;
 }
 
-/// Everything a repository needs from a store: blobs, heads, and the commits index.
-pub trait Store: BlobStore + HeadStore + IndexStore {}
+/// What one save of a repository writes: new blobs and commit rows, then the heads record by
+/// compare-and-set, then (only if it applied) attribute updates of rows.
+#[derive(Debug, Clone, Default)]
+pub struct SaveBatch {
+    /// New blobs.
+    pub blobs: Vec<BlobRow>,
+    /// New rows (commits with their attributes), or attribute updates of existing rows.
+    pub rows: Vec<Row>,
+    /// The repository whose heads move.
+    pub repository: String,
+    /// The heads version the writer read (`None`: the repository must not exist yet).
+    pub expected: Option<u64>,
+    /// The new heads record.
+    pub record: Bytes,
+    /// Rows written only if the compare-and-set applies (e.g. `branch_name` of new heads).
+    pub on_applied: Vec<Row>,
+}
 
-impl<T: BlobStore + HeadStore + IndexStore> Store for T {}
+/// Everything a repository needs from a store: blobs, heads, and the commits index.
+pub trait Store: BlobStore + HeadStore + IndexStore {
+    /// Writes a save: blobs and rows, then the heads by compare-and-set, then, if it applied,
+    /// `on_applied`. Blobs and rows are written whether or not the heads move, and never after
+    /// them, so heads never reach missing data. The default makes the calls in that order;
+    /// a backend that can writes it all as one durable batch.
+    fn save(&self, batch: SaveBatch) -> impl Future<Output = StoreResult<Cas>> + Send {
+        async move {
+            let SaveBatch { blobs, rows, repository, expected, record, on_applied } = batch;
+            if !blobs.is_empty() {
+                self.put_blobs(blobs).await?;
+            }
+            if !rows.is_empty() {
+                self.batch_put_rows(rows).await?;
+            }
+            let cas = self.cas_heads(repository, expected, record).await?;
+            if matches!(cas, Cas::Applied(_)) && !on_applied.is_empty() {
+                self.batch_put_rows(on_applied).await?;
+            }
+            Ok(cas)
+        }
+    }
+}
 
 /// The index attributes of the commits table (spec §4.1), all indexed.
 pub const COMMIT_ATTRIBUTES: [&str; 14] = [

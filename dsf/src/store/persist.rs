@@ -18,7 +18,7 @@ use dsf_proto::net::ooici::core::link::{CasRef, IdRef};
 use dsf_proto::net::ooici::services::coi::OoiResource;
 use prost::Message as _;
 
-use super::{BlobRow, BlobStore, Cas, HeadStore, Predicate, Row, Store, StoreError};
+use super::{BlobRow, BlobStore, Cas, HeadStore, Predicate, Row, SaveBatch, Store, StoreError};
 use crate::commit::Commit;
 use crate::element::Element;
 use crate::error::{Error, Result};
@@ -165,31 +165,66 @@ impl<'s, S: Store> StoredRepository<'s, S> {
     }
 
     /// Writes new objects, then new commits, then moves the heads by compare-and-set, merging
-    /// (never dropping) heads that another writer saved in between.
+    /// (never dropping) heads that another writer saved in between. The first attempt is one
+    /// [`Store::save`] (a single write batch where the backend can); a lost race merges the
+    /// winner's heads and retries the compare-and-set alone.
     pub async fn save(&mut self) -> Result<()> {
         let unsaved = self.repo.take_unsaved();
         let (commits, blobs): (Vec<Element>, Vec<Element>) =
             unsaved.into_iter().partition(|e| e.ty() == TypeId::COMMIT);
-        if !blobs.is_empty() {
-            let rows = blobs
-                .iter()
-                .map(|e| BlobRow { key: e.key(), element: e.encode().into(), children: e.encode_children().into() })
-                .collect();
-            self.store.put_blobs(rows).await?;
+        let blobs = blobs
+            .iter()
+            .map(|e| BlobRow { key: e.key(), element: e.encode().into(), children: e.encode_children().into() })
+            .collect();
+        let mut rows = Vec::with_capacity(commits.len());
+        for e in &commits {
+            rows.push(Row {
+                key: e.key().as_bytes().to_vec(),
+                value: Some(e.encode().into()),
+                attributes: commit_attributes(&self.repo, e)?,
+            });
         }
-        if !commits.is_empty() {
-            let mut rows = Vec::with_capacity(commits.len());
-            for e in &commits {
-                rows.push(Row {
-                    key: e.key().as_bytes().to_vec(),
-                    value: Some(e.encode().into()),
-                    attributes: commit_attributes(&self.repo, e)?,
-                });
+        let (on_applied, indexed) = self.head_attribute_updates();
+        let batch = SaveBatch {
+            blobs,
+            rows,
+            repository: self.repo.key().to_owned(),
+            expected: self.version,
+            record: encode_heads(&self.repo),
+            on_applied,
+        };
+        match self.store.save(batch).await? {
+            Cas::Applied(v) => {
+                self.version = Some(v);
+                self.indexed_heads = indexed;
+                Ok(())
             }
-            self.store.batch_put_rows(rows).await?;
+            Cas::Lost(current) => {
+                self.merge_current(current).await?;
+                self.move_heads().await?;
+                self.update_head_attributes().await
+            }
         }
-        self.move_heads().await?;
-        self.update_head_attributes().await
+    }
+
+    /// Merges the heads record another writer saved into ours.
+    async fn merge_current(&mut self, current: Option<super::Versioned>) -> Result<()> {
+        let Some(current) = current else {
+            self.version = None;
+            return Ok(());
+        };
+        self.load_commits().await?;
+        let (branches, nicknames) = heads_of(&decode_heads(&current.record)?)?;
+        for b in branches {
+            self.repo.receive_heads(&b.key, &b.heads)?;
+        }
+        for (name, branch) in nicknames {
+            if self.repo.get_branch(&name).is_none() {
+                self.repo.set_nickname(&name, &branch)?;
+            }
+        }
+        self.version = Some(current.version);
+        Ok(())
     }
 
     async fn move_heads(&mut self) -> Result<()> {
@@ -200,30 +235,15 @@ impl<'s, S: Store> StoredRepository<'s, S> {
                     self.version = Some(v);
                     return Ok(());
                 }
-                Cas::Lost(current) => {
-                    let Some(current) = current else {
-                        self.version = None;
-                        continue;
-                    };
-                    self.load_commits().await?;
-                    let (branches, nicknames) = heads_of(&decode_heads(&current.record)?)?;
-                    for b in branches {
-                        self.repo.receive_heads(&b.key, &b.heads)?;
-                    }
-                    for (name, branch) in nicknames {
-                        if self.repo.get_branch(&name).is_none() {
-                            self.repo.set_nickname(&name, &branch)?;
-                        }
-                    }
-                    self.version = Some(current.version);
-                }
+                Cas::Lost(current) => self.merge_current(current).await?,
             }
         }
         Err(Error::State(format!("heads of {} kept changing: gave up after {CAS_ATTEMPTS} attempts", self.repo.key())))
     }
 
-    /// Sets `branch_name` on head commit rows and clears it on rows that stopped being heads.
-    async fn update_head_attributes(&mut self) -> Result<()> {
+    /// The `branch_name` updates that make the rows match the heads: set on head commits,
+    /// cleared on rows that stopped being heads; and the head map they produce.
+    fn head_attribute_updates(&self) -> (Vec<Row>, BTreeMap<Key, String>) {
         let mut now: BTreeMap<Key, Vec<String>> = BTreeMap::new();
         for b in self.repo.branches() {
             for h in &b.heads {
@@ -242,6 +262,12 @@ impl<'s, S: Store> StoredRepository<'s, S> {
                 updates.push(attribute_update(*k, names));
             }
         }
+        (updates, now)
+    }
+
+    /// Sets `branch_name` on head commit rows and clears it on rows that stopped being heads.
+    async fn update_head_attributes(&mut self) -> Result<()> {
+        let (updates, now) = self.head_attribute_updates();
         if !updates.is_empty() {
             self.store.batch_put_rows(updates).await?;
         }

@@ -287,3 +287,53 @@ pub async fn heads_one_winner<F: Fixture>(f: F) {
         assert_eq!(winners, 1, "round {round}");
     }
 }
+
+/// A save writes blobs and rows, then the heads and `on_applied`; a stale version writes the
+/// blobs and rows but neither the heads nor `on_applied`.
+pub async fn save_batch<F: Fixture>(f: F) {
+    use dsf::store::{SaveBatch, Store};
+    let registry = Registry::builtin();
+    let blob = |i: i32| {
+        let p = dsf::proto::net::ooici::play::Person { name: Some(format!("s{i}")), id: Some(i), ..Default::default() };
+        let e = Element::from_message(HashAlgorithm::Sha1, &registry, &p).unwrap();
+        BlobRow { key: e.key(), element: e.encode().into(), children: e.encode_children().into() }
+    };
+    let row = |key: &str, branch: &str| Row {
+        key: k(key),
+        value: Some(b("commit")),
+        attributes: attrs(&[("repository_key", "R"), ("branch_name", branch)]),
+    };
+    let mark = |key: &str| Row { key: k(key), value: None, attributes: attrs(&[("branch_name", "B")]) };
+    let s = f.store();
+    let first = SaveBatch {
+        blobs: vec![blob(1)],
+        rows: vec![row("c1", "")],
+        repository: "R".into(),
+        expected: None,
+        record: b("heads 1"),
+        on_applied: vec![mark("c1")],
+    };
+    assert_eq!(s.save(first).await.unwrap(), Cas::Applied(1));
+    assert_eq!(s.get_heads("R".into()).await.unwrap().unwrap().record, b("heads 1"));
+    assert!(s.has_blobs(vec![blob(1).key]).await.unwrap()[0]);
+    let heads = s.query(vec![eq("repository_key", "R"), gt("branch_name", "")]).await.unwrap();
+    assert_eq!(heads.iter().map(|r| r.key.clone()).collect::<Vec<_>>(), vec![k("c1")], "on_applied was written");
+
+    let stale = SaveBatch {
+        blobs: vec![blob(2)],
+        rows: vec![row("c2", "")],
+        repository: "R".into(),
+        expected: None,
+        record: b("heads 2"),
+        on_applied: vec![mark("c2")],
+    };
+    match s.save(stale).await.unwrap() {
+        Cas::Lost(Some(current)) => assert_eq!(current.record, b("heads 1")),
+        other => panic!("a stale save must lose with the current heads: {other:?}"),
+    }
+    assert_eq!(s.get_heads("R".into()).await.unwrap().unwrap().record, b("heads 1"), "heads did not move");
+    assert!(s.has_blobs(vec![blob(2).key]).await.unwrap()[0], "blobs are written anyway");
+    assert!(s.has_key(k("c2")).await.unwrap(), "rows are written anyway");
+    let heads = s.query(vec![eq("repository_key", "R"), gt("branch_name", "")]).await.unwrap();
+    assert_eq!(heads.len(), 1, "on_applied of a lost save is not written");
+}

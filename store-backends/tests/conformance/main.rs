@@ -38,6 +38,7 @@ macro_rules! conformance {
                 kv::blobs,
                 kv::heads_compare_and_set,
                 kv::heads_one_winner,
+                kv::save_batch,
                 repositories::commit_reopen_checkout,
                 repositories::lazy_fetch_and_exclusions,
                 repositories::concurrent_writers_keep_every_head,
