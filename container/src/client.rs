@@ -24,7 +24,7 @@ use dsf::proto::net::ooici::core::workbench_messages::{
     PushMessage, RepositoryState, RequestCommitBlobsMessage,
 };
 use dsf::store::persist::StoredHeads;
-use dsf::{Branch, Checkout, Element, Key, MASTER_BRANCH, Repository, TypeId};
+use dsf::{Branch, Checkout, Element, Key, Repository, TypeId};
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
@@ -286,32 +286,9 @@ impl AmqpClient {
     }
 
     fn apply_pull(&self, repo: &mut Repository, parts: PullParts) -> Result<()> {
-        let PullParts { key, branches, mut nicknames, commits, blobs } = parts;
+        let PullParts { key, branches, nicknames, commits, blobs } = parts;
         repo.add_elements(commits.into_iter().chain(blobs))?;
-        let cloning = repo.branches().iter().all(|b| b.heads.is_empty());
-        if cloning {
-            if nicknames.is_empty() {
-                // ION's clone names the first branch master.
-                if let Some(first) = branches.first() {
-                    nicknames.insert(MASTER_BRANCH.to_owned(), first.key.clone());
-                }
-            }
-            for b in &branches {
-                for h in &b.heads {
-                    repo.commit_info(*h)?;
-                }
-            }
-            repo.restore_heads(branches.clone(), nicknames);
-        } else {
-            for b in &branches {
-                repo.receive_heads(&b.key, &b.heads)?;
-            }
-            for (name, branch) in &nicknames {
-                if repo.get_branch(name).is_none() && repo.get_branch(branch).is_some() {
-                    repo.set_nickname(name, branch)?;
-                }
-            }
-        }
+        repo.receive_branches(branches.clone(), nicknames)?;
         self.state
             .remote_heads
             .lock()

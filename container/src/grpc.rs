@@ -43,7 +43,7 @@ use dsf::proto::dsf::store::{BranchHeads, HeadsRecord, Nickname};
 use dsf::proto::net::ooici::cdm::syntactic::Bounds;
 use dsf::proto::net::ooici::core::link::IdRef;
 use dsf::store::Store;
-use dsf::{Branch, Checkout, Commit, Element, HashAlgorithm, Key, MASTER_BRANCH, Registry, Repository, TypeId};
+use dsf::{Branch, Checkout, Commit, Element, HashAlgorithm, Key, Registry, Repository, TypeId};
 use dsf_proto::grpc::datastore_client::DatastoreClient;
 use dsf_proto::grpc::datastore_server::{self, DatastoreServer};
 use dsf_proto::grpc::{
@@ -807,29 +807,9 @@ fn complete_graphs(
 /// heads and nicknames replace the local ones (the first branch becomes master if the datastore
 /// names none); otherwise they fast-forward or diverge the local branches.
 fn apply_pull(repo: &mut Repository, pulled: Pulled) -> Result<()> {
-    let Pulled { heads: RemoteHeads { branches, mut nicknames, .. }, elements, .. } = pulled;
+    let Pulled { heads: RemoteHeads { branches, nicknames, .. }, elements, .. } = pulled;
     repo.add_elements(elements)?;
-    let cloning = repo.branches().iter().all(|b| b.heads.is_empty());
-    if cloning {
-        if nicknames.is_empty()
-            && let Some(first) = branches.first()
-        {
-            nicknames.insert(MASTER_BRANCH.to_owned(), first.key.clone());
-        }
-        for h in branches.iter().flat_map(|b| &b.heads) {
-            repo.commit_info(*h)?;
-        }
-        repo.restore_heads(branches, nicknames);
-    } else {
-        for b in &branches {
-            repo.receive_heads(&b.key, &b.heads)?;
-        }
-        for (name, branch) in &nicknames {
-            if repo.get_branch(name).is_none() && repo.get_branch(branch).is_some() {
-                repo.set_nickname(name, branch)?;
-            }
-        }
-    }
+    repo.receive_branches(branches, nicknames)?;
     Ok(())
 }
 

@@ -843,6 +843,35 @@ impl Repository {
         Ok(())
     }
 
+    /// Takes the branches of another copy of this repository (a pull, clone or push): on a
+    /// repository without commits they replace the local branches and names (the first branch
+    /// is named master if `nicknames` names none, as ION's clone did); otherwise each branch's
+    /// heads are received as by [`Repository::receive_heads`], and names the repository does
+    /// not have are added. The head commits must be present.
+    pub fn receive_branches(&mut self, branches: Vec<Branch>, mut nicknames: BTreeMap<String, String>) -> Result<()> {
+        for h in branches.iter().flat_map(|b| &b.heads) {
+            self.commit_info(*h)?;
+        }
+        if self.branches.iter().all(|b| b.heads.is_empty()) {
+            if nicknames.is_empty()
+                && let Some(first) = branches.first()
+            {
+                nicknames.insert(MASTER.to_owned(), first.key.clone());
+            }
+            self.restore_heads(branches, nicknames);
+            return Ok(());
+        }
+        for b in &branches {
+            self.receive_heads(&b.key, &b.heads)?;
+        }
+        for (name, branch) in &nicknames {
+            if self.get_branch(name).is_none() && self.get_branch(branch).is_some() {
+                self.set_nickname(name, branch)?;
+            }
+        }
+        Ok(())
+    }
+
     /// ION's resolution of a diverged branch: the head with the newest date wins whole; one
     /// merge commit (PARENT the newest, MERGEDFROM the others) replaces the heads.
     pub fn merge_by_date(&mut self, branch: &str) -> Result<Key> {

@@ -162,14 +162,7 @@ impl<S: Store> Datastore<S> {
             .filter(|e| absent.contains(&e.key()) || (e.ty() == TypeId::COMMIT && repo.commit_info(e.key()).is_err()))
             .collect();
         repo.add_elements(fresh)?;
-        for b in &branches {
-            repo.receive_heads(&b.key, &b.heads)?;
-        }
-        for (name, branch) in &nicknames {
-            if repo.get_branch(name).is_none() && repo.get_branch(branch).is_some() {
-                repo.set_nickname(name, branch)?;
-            }
-        }
+        repo.receive_branches(branches, nicknames)?;
         stored.save().await?;
         let repo = stored.repository();
         Ok(StoredHeads {

@@ -1,23 +1,13 @@
 //! The `dsf-container` binary: gRPC only on the embedded RocksDB, data kept across restarts,
 //! a clean exit on SIGTERM, and clear errors for bad configuration.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use dsf::Registry;
 use dsf_container::grpc::GrpcClient;
 
 use crate::common::*;
-
-fn start(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_dsf-container"))
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("dsf-container starts")
-}
 
 async fn connect(url: &str) -> GrpcClient {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -59,14 +49,14 @@ async fn grpc_only_on_rocksdb_survives_restart_and_stops_on_sigterm() {
     let url = format!("http://127.0.0.1:{port}");
     let (src, _) = address_book("kept");
 
-    let mut child = start(&config);
+    let mut child = start_binary(&config);
     let client = connect(&url).await;
     client.push(&src).await.unwrap();
     drop(client);
     let status = sigterm_and_wait(&mut child);
     assert!(status.success(), "a clean exit on SIGTERM: {status}");
 
-    let mut child = start(&config);
+    let mut child = start_binary(&config);
     let client = connect(&url).await;
     let back = client.clone_repository(src.key(), true, None).await.expect("the data survived the restart");
     assert_eq!(back.current_heads(), src.current_heads());

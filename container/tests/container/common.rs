@@ -139,3 +139,35 @@ pub fn retitle_at(repo: &mut Repository, title: &str, date: f64) -> dsf::Key {
     repo.update::<AddressLink>(root, |b| b.title = Some(title.into())).unwrap();
     repo.commit_at("retitled", date).unwrap()
 }
+
+/// Starts the `dsf-container` binary with a configuration file (warnings logged to stderr).
+pub fn start_binary(config: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_dsf-container"))
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("dsf-container starts")
+}
+
+/// Pushes a base book, then two other clients clone it, retitle it (`older` now, `newer` ten
+/// seconds later) and push: the datastore's master diverges. Returns the repository key.
+pub async fn push_divergent<S: Store + 'static>(c: &Cluster<S>, older: &str, newer: &str) -> String {
+    let (src, _) = address_book("base");
+    c.client.push(&src).await.unwrap();
+    // Both clone before either pushes, so neither sees the other's commit.
+    let mut writers = Vec::new();
+    for _ in 0..2 {
+        let w = c.client().await;
+        let mut r = w.clone_repository(src.key(), true, None).await.unwrap();
+        w.checkout(&mut r, dsf::Checkout::branch("master")).await.unwrap();
+        writers.push((w, r));
+    }
+    let now = dsf::repository::now();
+    for ((w, r), (title, date)) in writers.iter_mut().zip([(older, now), (newer, now + 10.0)]) {
+        retitle_at(r, title, date);
+        w.push(r).await.unwrap();
+    }
+    src.key().to_owned()
+}

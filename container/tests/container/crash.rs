@@ -1,7 +1,6 @@
 //! A datastore process killed (SIGKILL) in the middle of a push loses nothing it acknowledged,
 //! and the retried push completes.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dsf::Checkout;
@@ -9,16 +8,6 @@ use dsf::proto::net::ooici::play::AddressLink;
 use dsf_container::client::AmqpClient;
 
 use crate::common::*;
-
-fn start(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_dsf-container"))
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("dsf-container starts")
-}
 
 /// Waits until the datastore answers (a get_lcs of an unknown key is a 404 reply).
 async fn wait_ready(client: &AmqpClient) {
@@ -61,7 +50,7 @@ async fn sigkill_mid_push_loses_nothing_acknowledged() {
     let c = container(&sys).await;
     let client = AmqpClient::spawn(&c, None).await.unwrap().with_timeout(Duration::from_secs(5));
 
-    let mut child = start(&config);
+    let mut child = start_binary(&config);
     wait_ready(&client).await;
     let (acked, _) = address_book("acknowledged");
     client.push(&acked).await.expect("the first push is acknowledged");
@@ -78,7 +67,7 @@ async fn sigkill_mid_push_loses_nothing_acknowledged() {
         assert!(matches!(e, dsf_container::Error::Timeout { .. }), "the push was cut off: {e}");
     }
 
-    let mut child = start(&config);
+    let mut child = start_binary(&config);
     wait_ready(&client).await;
     let other = AmqpClient::spawn(&c, None).await.unwrap();
     let mut back = other.clone_repository(acked.key(), true, None).await.expect("the acknowledged push survived");

@@ -48,23 +48,12 @@ async fn test_push_pull() {
 #[tokio::test(flavor = "multi_thread")]
 async fn test_divergence() {
     let c = Cluster::start(cassandra().await, 4).await;
-    let (src, _) = address_book("base");
-    c.client.push(&src).await.unwrap();
-    let (a, b) = (c.client().await, c.client().await);
-    let mut ra = a.clone_repository(src.key(), true, None).await.unwrap();
-    let mut rb = b.clone_repository(src.key(), true, None).await.unwrap();
-    a.checkout(&mut ra, Checkout::branch("master")).await.unwrap();
-    b.checkout(&mut rb, Checkout::branch("master")).await.unwrap();
-    let now = dsf::repository::now();
-    retitle_at(&mut ra, "earlier", now);
-    retitle_at(&mut rb, "later", now + 5.0);
-    a.push(&ra).await.unwrap();
-    b.push(&rb).await.unwrap();
-    let heads = c.ds.heads(src.key()).await.unwrap().unwrap();
+    let key = push_divergent(&c, "earlier", "later").await;
+    let heads = c.ds.heads(&key).await.unwrap().unwrap();
     assert_eq!(heads.branches[0].heads.len(), 2, "the stored branch has two heads");
 
     let p = c.client().await;
-    let mut pulled = p.clone_repository(src.key(), true, None).await.unwrap();
+    let mut pulled = p.clone_repository(&key, true, None).await.unwrap();
     assert_eq!(pulled.get_branch("master").unwrap().heads.len(), 2);
     p.checkout(&mut pulled, Checkout::branch("master")).await.unwrap();
     assert_eq!(pulled.get_branch("master").unwrap().heads.len(), 1, "merged into one");

@@ -96,21 +96,10 @@ async fn test_pull_update() {
 #[tokio::test(flavor = "multi_thread")]
 async fn test_pull_diverge() {
     let c = Cluster::start(cassandra().await, 1).await;
-    let (src, _) = address_book("base");
-    c.client.push(&src).await.unwrap();
-    let (a, b) = (c.client().await, c.client().await);
-    let mut ra = a.clone_repository(src.key(), true, None).await.unwrap();
-    let mut rb = b.clone_repository(src.key(), true, None).await.unwrap();
-    a.checkout(&mut ra, Checkout::branch("master")).await.unwrap();
-    b.checkout(&mut rb, Checkout::branch("master")).await.unwrap();
-    let now = dsf::repository::now();
-    retitle_at(&mut ra, "older", now);
-    retitle_at(&mut rb, "newer", now + 10.0);
-    a.push(&ra).await.unwrap();
-    b.push(&rb).await.unwrap();
+    let key = push_divergent(&c, "older", "newer").await;
 
     let puller = c.client().await;
-    let mut pulled = puller.clone_repository(src.key(), true, None).await.unwrap();
+    let mut pulled = puller.clone_repository(&key, true, None).await.unwrap();
     assert_eq!(pulled.get_branch("master").unwrap().heads.len(), 2, "both heads were kept");
     puller.checkout(&mut pulled, Checkout::branch("master")).await.unwrap();
     assert_eq!(content(&pulled).0, "newer", "merge by date: the newest wins");
@@ -121,20 +110,10 @@ async fn test_pull_diverge() {
 #[tokio::test(flavor = "multi_thread")]
 async fn test_pull_no_automerge() {
     let c = Cluster::start(cassandra().await, 1).await;
-    let (src, _) = address_book("base");
-    c.client.push(&src).await.unwrap();
-    let (a, b) = (c.client().await, c.client().await);
-    let mut ra = a.clone_repository(src.key(), true, None).await.unwrap();
-    let mut rb = b.clone_repository(src.key(), true, None).await.unwrap();
-    a.checkout(&mut ra, Checkout::branch("master")).await.unwrap();
-    b.checkout(&mut rb, Checkout::branch("master")).await.unwrap();
-    retitle_at(&mut ra, "left", dsf::repository::now());
-    retitle_at(&mut rb, "right", dsf::repository::now() + 1.0);
-    a.push(&ra).await.unwrap();
-    b.push(&rb).await.unwrap();
+    let key = push_divergent(&c, "left", "right").await;
 
     let puller = c.client().await;
-    let mut pulled = puller.clone_repository(src.key(), true, None).await.unwrap();
+    let mut pulled = puller.clone_repository(&key, true, None).await.unwrap();
     puller.checkout(&mut pulled, Checkout::branch("master").auto_merge(false)).await.unwrap();
     assert_eq!(content(&pulled).0, "base", "the common ancestor's content");
     assert_eq!(pulled.merge_states().len(), 1, "the other head is exposed as a merge state");
