@@ -1,4 +1,5 @@
-//! Fuzz targets of `dsf` and the generator of their seed corpus.
+//! Fuzz targets of `dsf` (and of the AMQP message body of `dsf-container`) and the generator of
+//! their seed corpus.
 //!
 //! The checks live in [`checks`], a file the corpus replay tests of `dsf`
 //! (`dsf/tests/dsf/fuzz_corpus.rs`) include as well, so the fuzz targets and the tests run the
@@ -8,6 +9,12 @@ use std::sync::OnceLock;
 
 pub mod checks;
 pub mod seeds;
+
+/// ION's AMQP message body, from `dsf-container` (included as a file: that crate links RocksDB,
+/// which the fuzz build should not compile).
+#[path = "../../container/src/message.rs"]
+pub mod message;
+pub mod message_checks;
 
 /// The built-in registry, built once per process.
 pub fn registry() -> &'static dsf::Registry {

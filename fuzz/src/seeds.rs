@@ -249,3 +249,68 @@ fn second_commit() -> Result<Element> {
     let key = repo.commit_at("second", DATE + 1.0)?;
     Ok(repo.elements().get(&key).expect("the commit element").clone())
 }
+
+/// Seeds of `message_decode`: ION AMQP message bodies (every header, few headers, text as raw
+/// bytes as old msgpack writers made it, a packed envelope as content) and broken variants.
+pub fn message_decode() -> Result<Vec<Vec<u8>>> {
+    use crate::message::{Headers, Message};
+    use rmpv::Value;
+    let envelope = structure::pack(&message(HashAlgorithm::Sha1, |r| r.create(&person("David", 5)).map(Some))?, &[])?;
+    let full = Message {
+        headers: Headers {
+            sender: "dsf-0123456789ab.1".into(),
+            sender_name: "client".into(),
+            receiver: "sys.datastore".into(),
+            reply_to: "dsf-0123456789ab.1".into(),
+            conv_id: "dsf-0123456789ab.1#7".into(),
+            ts: "1300000000000".into(),
+            op: "push".into(),
+            quiet: Some(false),
+            other: vec![("x-extra".into(), Value::from(1.5))],
+            ..Headers::default()
+        },
+        content: envelope.into(),
+    };
+    let reply = Message {
+        headers: Headers {
+            conv_seq: 2,
+            status: "ERROR".into(),
+            performative: "failure".into(),
+            op: "result".into(),
+            ..full.headers.clone()
+        },
+        content: bytes::Bytes::from_static(b"\x0a\x00"),
+    };
+    let raw = |pairs: &[(&[u8], Value)]| {
+        let map = pairs.iter().map(|(k, v)| (Value::Binary(k.to_vec()), v.clone())).collect();
+        let mut out = Vec::new();
+        rmpv::encode::write_value(&mut out, &Value::Map(map)).expect("writing to a Vec");
+        out
+    };
+    let ion = raw(&[
+        (b"sender", Value::Binary(b"p.1".to_vec())),
+        (b"op", Value::Binary(b"pull".to_vec())),
+        (b"conv-seq", Value::Binary(b"1".to_vec())),
+        (b"content", Value::Binary(vec![1, 2, 3])),
+    ]);
+    let odd = raw(&[
+        (b"conv-seq", Value::from(-3)),
+        (b"reply-to", Value::Nil),
+        (b"quiet", Value::from(7)),
+        (b"content", Value::Nil),
+        (b"x", Value::Array(vec![Value::from(f64::NAN), Value::Map(vec![])])),
+    ]);
+    let valid = vec![full.encode(), reply.encode(), ion, odd];
+    let mut out = valid.clone();
+    for v in &valid {
+        out.push(v[..v.len() / 2].to_vec());
+        let mut flipped = v.clone();
+        flipped[1] ^= 0x40;
+        out.push(flipped);
+        let mut extra = v.clone();
+        extra.push(0xc0);
+        out.push(extra);
+    }
+    out.extend([Vec::new(), vec![0xc1], vec![0x93, 1, 2, 3], vec![0x81, 0x01, 0x02], b"\x81\xa7content\x05".to_vec()]);
+    Ok(out)
+}

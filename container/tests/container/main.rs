@@ -7,6 +7,7 @@ mod common;
 mod crash;
 mod datastore;
 mod extract;
+mod fuzz;
 mod grpc;
 mod multi;
 mod process;
