@@ -1,7 +1,7 @@
 //! The `dsf-container` binary: gRPC only on the embedded RocksDB, data kept across restarts,
 //! a clean exit on SIGTERM, and clear errors for bad configuration.
 
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dsf::Registry;
@@ -20,12 +20,12 @@ async fn connect(url: &str) -> GrpcClient {
     }
 }
 
-fn sigterm_and_wait(child: &mut Child) -> std::process::ExitStatus {
-    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+fn sigterm_and_wait(child: &mut Running) -> std::process::ExitStatus {
+    let status = Command::new("kill").arg("-TERM").arg(child.0.id().to_string()).status().unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = child.0.try_wait().unwrap() {
             return s;
         }
         assert!(Instant::now() < deadline, "dsf-container did not stop on SIGTERM");

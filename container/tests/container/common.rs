@@ -141,14 +141,28 @@ pub fn retitle_at(repo: &mut Repository, title: &str, date: f64) -> dsf::Key {
 }
 
 /// Starts the `dsf-container` binary with a configuration file (warnings logged to stderr).
-pub fn start_binary(config: &std::path::Path) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_dsf-container"))
+/// The process is killed when the guard drops, so a failing test leaves nothing running.
+pub fn start_binary(config: &std::path::Path) -> Running {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_dsf-container"))
         .arg("--config")
         .arg(config)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .spawn()
-        .expect("dsf-container starts")
+        .expect("dsf-container starts");
+    Running(child)
+}
+
+/// A running `dsf-container`, killed on drop.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 /// Pushes a base book, then two other clients clone it, retitle it (`older` now, `newer` ten

@@ -59,8 +59,8 @@ async fn sigkill_mid_push_loses_nothing_acknowledged() {
     let push = client.push(&big);
     let kill = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        child.kill().expect("SIGKILL");
-        child.wait().unwrap();
+        child.0.kill().expect("SIGKILL");
+        child.0.wait().unwrap();
     };
     let (result, ()) = tokio::join!(push, kill);
     if let Err(e) = &result {
@@ -79,6 +79,6 @@ async fn sigkill_mid_push_loses_nothing_acknowledged() {
     other.checkout(&mut back, Checkout::branch("master")).await.unwrap();
     let root = back.root().unwrap();
     assert_eq!(back.children(root).unwrap().len(), 30_000);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
 }
