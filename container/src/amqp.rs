@@ -415,22 +415,10 @@ impl Endpoint {
     /// [`Error::Application`] (4xx), [`Error::Container`] (5xx) or [`Error::Received`].
     pub async fn rpc(&self, target: &str, op: &str, content: Bytes, timeout: Option<Duration>) -> Result<Content> {
         let after = timeout.unwrap_or(DEFAULT_TIMEOUT);
-        let conv_id = format!("{}#{}", self.0.id, self.0.counter.fetch_add(1, Ordering::Relaxed) + 1);
+        let headers = self.outgoing(target, op, "rpc", "request");
+        let conv_id = headers.conv_id.clone();
         let (tx, rx) = oneshot::channel();
         self.0.pending.lock().expect("not poisoned").insert(conv_id.clone(), tx);
-        let headers = Headers {
-            sender: self.0.id.clone(),
-            sender_name: self.0.name.clone(),
-            receiver: target.to_owned(),
-            reply_to: self.0.id.clone(),
-            conv_id: conv_id.clone(),
-            conv_seq: 1,
-            protocol: "rpc".into(),
-            performative: "request".into(),
-            op: op.to_owned(),
-            ts: timestamp(),
-            ..Headers::default()
-        };
         if let Err(e) = self.publish(target, &Message { headers, content }).await {
             self.0.pending.lock().expect("not poisoned").remove(&conv_id);
             return Err(e);
@@ -459,19 +447,24 @@ impl Endpoint {
 
     /// Sends a one-way message (`protocol` "none").
     pub async fn send(&self, target: &str, op: &str, content: Bytes) -> Result<()> {
-        let headers = Headers {
+        let headers = self.outgoing(target, op, "none", "inform");
+        self.publish(target, &Message { headers, content }).await
+    }
+
+    /// The headers of a new conversation from this process (`conv-seq` 1).
+    fn outgoing(&self, target: &str, op: &str, protocol: &str, performative: &str) -> Headers {
+        Headers {
             sender: self.0.id.clone(),
             sender_name: self.0.name.clone(),
             receiver: target.to_owned(),
             reply_to: self.0.id.clone(),
             conv_id: format!("{}#{}", self.0.id, self.0.counter.fetch_add(1, Ordering::Relaxed) + 1),
-            protocol: "none".into(),
-            performative: "inform".into(),
+            protocol: protocol.into(),
+            performative: performative.into(),
             op: op.to_owned(),
             ts: timestamp(),
             ..Headers::default()
-        };
-        self.publish(target, &Message { headers, content }).await
+        }
     }
 
     async fn reply(&self, request: &Headers, result: std::result::Result<Bytes, ServiceError>) -> Result<()> {

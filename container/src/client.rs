@@ -144,7 +144,7 @@ impl AmqpClient {
         self.state.offers.lock().expect("not poisoned").extend(offered.into_iter().map(|e| (e.key(), e)));
         let mut children = Vec::new();
         for s in &states {
-            children.extend(links_of(&s.repo_head_element, &s.blob_elements, &[]));
+            children.extend(links_of(s.repo_head_element.iter().chain(&s.blob_elements)));
         }
         let content = b.finish(&PushMessage { repositories: states }, children);
         let result = self.call("push", content).await;
@@ -243,7 +243,6 @@ impl AmqpClient {
         let parts = self.request_pull(key, &[], head_content, excluded.as_deref()).await?;
         let alg = parts.branches.iter().flat_map(|b| b.heads.first()).map(|k| k.algorithm()).next().unwrap_or_default();
         let mut repo = Repository::with_key(self.endpoint().registry().clone(), key, alg);
-        repo.restore_heads(Vec::new(), BTreeMap::new());
         if let Some(ex) = excluded {
             repo.set_excluded_types(ex);
         }
@@ -337,7 +336,7 @@ impl AmqpClient {
     pub async fn put_blobs(&self, elements: &[Element]) -> Result<()> {
         let mut b = ContentBuilder::new();
         let links: Vec<CasRef> = elements.iter().map(|e| b.wrapped(e)).collect();
-        let children = links_of(&None, &links, &[]);
+        let children = links_of(&links);
         self.call("put_blobs", b.finish(&BlobsMessage { blob_elements: links }, children)).await?;
         Ok(())
     }
@@ -348,7 +347,7 @@ impl AmqpClient {
         let id_link = b.object(&id, vec![]);
         let ex: Vec<CasRef> = excluded.iter().map(|t| b.object(&gpb_type(*t), vec![])).collect();
         let msg = GetObjectRequestMessage { object_id: Some(id_link), excluded_object_types: ex };
-        let children = links_of(&msg.object_id, &msg.excluded_object_types, &[]);
+        let children = links_of(msg.object_id.iter().chain(&msg.excluded_object_types));
         let reply = self.call("get_object", b.finish(&msg, children)).await?;
         let resp: GetObjectReplyMessage = reply.payload().map_err(protocol)?;
         let root_link =
@@ -432,12 +431,7 @@ fn protocol(e: ServiceError) -> Error {
 
 /// A repository's heads as a datastore keeps them.
 pub fn heads_of(repo: &Repository) -> StoredHeads {
-    StoredHeads {
-        algorithm: repo.algorithm(),
-        branches: repo.branches().to_vec(),
-        nicknames: repo.nicknames().clone(),
-        version: 0,
-    }
+    StoredHeads::of(repo, 0)
 }
 
 fn nicknames_of(repo: &Repository) -> Vec<Nickname> {
@@ -468,7 +462,7 @@ impl Handler for ClientHandler {
                     }
                     drop(offers);
                     self.0.served.fetch_add(keys.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                    let children = links_of(&None, &links, &[]);
+                    let children = links_of(&links);
                     Ok(b.finish(&BlobsMessage { blob_elements: links }, children))
                 }
                 "noop" => {

@@ -57,6 +57,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
 pub use crate::client::RemoteObject;
+use crate::datastore::service::{key_of, keys_of};
 use crate::datastore::{Datastore, Received};
 use crate::error::{Error, Result, ServiceError};
 
@@ -148,8 +149,8 @@ impl<S: Store + 'static> GrpcDatastore<S> {
             for (key, row) in frontier.iter().zip(rows) {
                 let Some(row) = row else { continue };
                 let children: Vec<Key> = if excluded.is_empty() {
-                    stored_children(&row.children).ok_or_else(|| {
-                        ServiceError::internal(format!("stored element {key} has malformed child keys"))
+                    dsf::element::decode_children(&row.children).map_err(|e| {
+                        ServiceError::internal(format!("stored element {key} has malformed child keys: {e}"))
                     })?
                 } else {
                     let e = Element::from_stored(&row.element, &row.children)?;
@@ -565,7 +566,6 @@ impl GrpcClient {
         let excluded = excluded.unwrap_or_default();
         let pulled = self.request_pull(key, &[], head_content, &excluded).await?;
         let mut repo = Repository::with_key(self.registry.clone(), key, pulled.heads.algorithm);
-        repo.restore_heads(Vec::new(), BTreeMap::new());
         if !excluded.is_empty() {
             repo.set_excluded_types(excluded);
         }
@@ -873,36 +873,12 @@ fn remote_heads(record: &HeadsRecord) -> std::result::Result<RemoteHeads, Servic
     Ok(RemoteHeads { algorithm, branches, nicknames })
 }
 
-fn key_of(raw: &[u8]) -> std::result::Result<Key, ServiceError> {
-    Key::from_slice(raw)
-        .ok_or_else(|| ServiceError::bad_request(format!("a key of {} bytes (20 or 32 expected)", raw.len())))
-}
-
-fn keys_of(raw: &[Vec<u8>]) -> std::result::Result<Vec<Key>, ServiceError> {
-    raw.iter().map(|k| key_of(k)).collect()
-}
-
 fn types_of(refs: &[TypeRef]) -> Vec<TypeId> {
     refs.iter().map(|t| TypeId::new(t.object_id, t.version)).collect()
 }
 
 fn type_refs(types: &[TypeId]) -> Vec<TypeRef> {
     types.iter().map(|t| TypeRef { object_id: t.object_id, version: t.version }).collect()
-}
-
-/// The child keys of a store row (each key preceded by its length); `None` if malformed.
-fn stored_children(mut bytes: &[u8]) -> Option<Vec<Key>> {
-    let mut keys = Vec::new();
-    while let Some((&len, rest)) = bytes.split_first() {
-        let len = usize::from(len);
-        if rest.len() < len {
-            return None;
-        }
-        let (key, tail) = rest.split_at(len);
-        keys.push(Key::from_slice(key)?);
-        bytes = tail;
-    }
-    Some(keys)
 }
 
 fn bad_request(message: impl Into<String>) -> Status {

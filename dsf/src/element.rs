@@ -191,7 +191,8 @@ impl Element {
     }
 }
 
-fn decode_children(mut bytes: &[u8]) -> Result<Vec<Key>> {
+/// Decodes the child keys of a store row (see [`Element::encode_children`]).
+pub fn decode_children(mut bytes: &[u8]) -> Result<Vec<Key>> {
     let mut keys = Vec::new();
     while let Some((&len, rest)) = bytes.split_first() {
         let key = rest

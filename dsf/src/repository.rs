@@ -239,7 +239,7 @@ impl Repository {
 
     /// Replaces branches and nicknames with stored ones; the current branch becomes `master`
     /// (or the first branch) with an empty workspace.
-    pub fn restore_heads(&mut self, branches: Vec<Branch>, nicknames: BTreeMap<String, String>) {
+    pub(crate) fn restore_heads(&mut self, branches: Vec<Branch>, nicknames: BTreeMap<String, String>) {
         self.branches = branches;
         self.nicknames = nicknames;
         let current = self.branch_key_of(MASTER).or_else(|| self.branches.first().map(|b| b.key.clone()));

@@ -346,10 +346,7 @@ impl Shared {
         let mut changes: Vec<(Vec<u8>, Change)> = rows.into_iter().map(change_of).collect();
         let outcome = if applies {
             changes.extend(on_applied.into_iter().map(change_of));
-            let version = expected
-                .unwrap_or(0)
-                .checked_add(1)
-                .ok_or_else(|| StoreError::Invalid(format!("the heads version of {repository} cannot grow")))?;
+            let version = next_version(&repository, expected)?;
             batch.put_cf(self.cf(HEADS)?, repository.as_bytes(), encode_heads(&Versioned { version, record }));
             Cas::Applied(version)
         } else {
@@ -411,14 +408,19 @@ impl Shared {
         if current.as_ref().map(|c| c.version) != expected {
             return Ok(Cas::Lost(current));
         }
-        let version = expected
-            .unwrap_or(0)
-            .checked_add(1)
-            .ok_or_else(|| StoreError::Invalid(format!("the heads version of {repository} cannot grow")))?;
+        let version = next_version(repository, expected)?;
         let stored = encode_heads(&Versioned { version, record });
         self.db.put_cf_opt(heads_cf, repository.as_bytes(), stored, &self.write_options()).map_err(db_error)?;
         Ok(Cas::Applied(version))
     }
+}
+
+/// The heads version a compare-and-set from `expected` writes.
+fn next_version(repository: &str, expected: Option<u64>) -> StoreResult<u64> {
+    expected
+        .unwrap_or(0)
+        .checked_add(1)
+        .ok_or_else(|| StoreError::Invalid(format!("the heads version of {repository} cannot grow")))
 }
 
 /// A row write as a change: a value replaces the row, no value updates its attributes.

@@ -142,11 +142,10 @@ impl<S: Store> Datastore<S> {
         let store = &*self.store;
         let mut stored = match StoredRepository::open(store, self.registry.clone(), &repository_key).await? {
             Some(s) => s,
-            None => {
-                let mut repo = Repository::with_key(self.registry.clone(), repository_key.clone(), alg);
-                repo.restore_heads(Vec::new(), BTreeMap::new());
-                StoredRepository::create(store, repo)
-            }
+            None => StoredRepository::create(
+                store,
+                Repository::with_key(self.registry.clone(), repository_key.clone(), alg),
+            ),
         };
         if stored.repository().algorithm() != alg {
             return Err(ServiceError::bad_request(format!(
@@ -164,13 +163,7 @@ impl<S: Store> Datastore<S> {
         repo.add_elements(fresh)?;
         repo.receive_branches(branches, nicknames)?;
         stored.save().await?;
-        let repo = stored.repository();
-        Ok(StoredHeads {
-            algorithm: repo.algorithm(),
-            branches: repo.branches().to_vec(),
-            nicknames: repo.nicknames().clone(),
-            version: stored.heads_version().unwrap_or_default(),
-        })
+        Ok(StoredHeads::of(stored.repository(), stored.heads_version().unwrap_or_default()))
     }
 
     /// A pull: the heads, every commit not in `have`, and (with `head_content`) every element
@@ -200,13 +193,7 @@ impl<S: Store> Datastore<S> {
                 .collect();
             blobs = persist::collect(&*self.store, &self.registry, &roots, excluded, |k| have.contains(k)).await?;
         }
-        let heads = StoredHeads {
-            algorithm: repo.algorithm(),
-            branches: repo.branches().to_vec(),
-            nicknames: repo.nicknames().clone(),
-            version: stored.heads_version().unwrap_or_default(),
-        };
-        Ok(Pulled { heads, commits, blobs })
+        Ok(Pulled { heads: StoredHeads::of(repo, stored.heads_version().unwrap_or_default()), commits, blobs })
     }
 
     async fn open(&self, key: &str) -> Result<StoredRepository<'_, S>> {

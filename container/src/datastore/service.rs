@@ -23,7 +23,7 @@ use prost::Message as _;
 
 use super::{Datastore, Received};
 use crate::amqp::{Handler, Request};
-use crate::content::{Content, ContentBuilder, gpb_type, link_to, type_id};
+use crate::content::{Content, ContentBuilder, gpb_type, type_id};
 use crate::error::ServiceError;
 
 type Result<T> = std::result::Result<T, ServiceError>;
@@ -137,7 +137,7 @@ impl<S: Store + 'static> DatastoreService<S> {
                 .map(|(name, branch)| Nickname { name: name.clone(), branch: branch.clone() })
                 .collect(),
         };
-        let children = links_of(&msg.repo_head_element, &msg.commit_elements, &msg.blob_elements);
+        let children = links_of(msg.repo_head_element.iter().chain(&msg.commit_elements).chain(&msg.blob_elements));
         Ok(b.finish(&msg, children))
     }
 
@@ -188,7 +188,7 @@ impl<S: Store + 'static> DatastoreService<S> {
             .map(|e| b.add(e))
             .collect();
         let msg = GetObjectReplyMessage { retrieved_object: root_link, excluded_object_types: echoed };
-        let children = links_of(&msg.retrieved_object, &msg.excluded_object_types, &[]);
+        let children = links_of(msg.retrieved_object.iter().chain(&msg.excluded_object_types));
         Ok(b.finish(&msg, children))
     }
 
@@ -225,7 +225,7 @@ impl<S: Store + 'static> DatastoreService<S> {
                 ),
                 ndarray: Some(link.clone()),
             };
-            let children = links_of(&msg.ndarray, &[], &[]);
+            let children = links_of(&msg.ndarray);
             req.endpoint
                 .send(&target, "noop", b.finish(&msg, children))
                 .await
@@ -248,14 +248,14 @@ fn ok() -> dsf::proto::net::ooici::core::message::ion_msg::ResponseCodes {
 fn blobs_reply(elements: &[Element]) -> Result<Bytes> {
     let mut b = ContentBuilder::new();
     let links: Vec<CasRef> = elements.iter().map(|e| b.wrapped(e)).collect();
-    let children = links_of(&None, &links, &[]);
+    let children = links_of(&links);
     Ok(b.finish(&BlobsMessage { blob_elements: links }, children))
 }
 
-/// The keys of a set of links (the children of the payload element).
-pub(crate) fn links_of(one: &Option<CasRef>, many: &[CasRef], more: &[CasRef]) -> Vec<Key> {
+/// The distinct keys of links (the children of the payload element that holds them).
+pub(crate) fn links_of<'a>(links: impl IntoIterator<Item = &'a CasRef>) -> Vec<Key> {
     let mut seen = HashSet::new();
-    one.iter().chain(many).chain(more).filter_map(|l| Key::from_slice(&l.key)).filter(|k| seen.insert(*k)).collect()
+    links.into_iter().filter_map(|l| Key::from_slice(&l.key)).filter(|k| seen.insert(*k)).collect()
 }
 
 pub(crate) fn key_of(raw: &[u8]) -> Result<Key> {
@@ -305,9 +305,4 @@ pub fn read_head(e: &Element) -> Result<(Vec<Branch>, String)> {
         branches.push(Branch { key: b.branchkey, heads: dedup(heads) });
     }
     Ok((branches, node.repositorykey))
-}
-
-/// A link to an element (re-exported for the client).
-pub fn link(e: &Element) -> CasRef {
-    link_to(e)
 }

@@ -55,21 +55,15 @@ impl<'s, S: Store> StoredRepository<'s, S> {
     /// Opens a stored repository: its heads and commits, no objects yet. `None` if the store
     /// has no repository with this key.
     pub async fn open(store: &'s S, registry: Registry, key: &str) -> Result<Option<StoredRepository<'s, S>>> {
-        let Some(current) = store.get_heads(key.to_owned()).await? else { return Ok(None) };
-        let record = decode_heads(&current.record)?;
-        let alg: HashAlgorithm = record.hash_algorithm.parse().map_err(|e: String| Error::codec("heads record", e))?;
-        let mut repo = Repository::with_key(registry, key, alg);
+        let Some(heads) = read_heads(store, key).await? else { return Ok(None) };
         let mut this = StoredRepository {
             store,
-            repo: repo.clone(),
-            version: Some(current.version),
+            repo: Repository::with_key(registry, key, heads.algorithm),
+            version: Some(heads.version),
             indexed_heads: BTreeMap::new(),
         };
         this.load_commits().await?;
-        repo = std::mem::replace(&mut this.repo, repo);
-        let (branches, nicknames) = heads_of(&record)?;
-        repo.restore_heads(branches, nicknames);
-        this.repo = repo;
+        this.repo.restore_heads(heads.branches, heads.nicknames);
         Ok(Some(this))
     }
 
@@ -287,6 +281,18 @@ pub struct StoredHeads {
     pub nicknames: BTreeMap<String, String>,
     /// The version of the heads record.
     pub version: u64,
+}
+
+impl StoredHeads {
+    /// The heads of a repository in memory, at a heads version.
+    pub fn of(repo: &Repository, version: u64) -> StoredHeads {
+        StoredHeads {
+            algorithm: repo.algorithm(),
+            branches: repo.branches().to_vec(),
+            nicknames: repo.nicknames().clone(),
+            version,
+        }
+    }
 }
 
 /// Reads the heads of a repository; `None` if the store has no repository with this key.
