@@ -232,6 +232,26 @@ impl AmqpClient {
         self.apply_pull(repo, parts)
     }
 
+    /// Fetches what a repository lacks without changing it: the datastore's branches as it
+    /// keeps them, the commits the repository lacks and, with `head_content`, the heads'
+    /// content it lacks. An unknown repository is a 404 application error.
+    pub async fn fetch(&self, repo: &Repository, head_content: bool) -> Result<Fetched> {
+        let mut have: Vec<Key> = repo.commits().map(|c| c.key).collect();
+        if head_content {
+            have.extend(repo.elements().iter().filter(|e| e.ty() != TypeId::COMMIT).map(|e| e.key()));
+        }
+        let parts = self.request_pull(repo.key(), &have, head_content, None).await?;
+        self.assume_heads(repo.key(), parts.branches.iter().flat_map(|b| b.heads.iter().copied()).collect());
+        let PullParts { branches, nicknames, commits, blobs, .. } = parts;
+        Ok(Fetched { branches, nicknames, elements: commits.into_iter().chain(blobs).collect() })
+    }
+
+    /// Tells the client which heads the datastore holds for a repository (learnt in an
+    /// earlier session), so that a push offers only what those heads do not reach.
+    pub fn assume_heads(&self, key: &str, heads: Vec<Key>) {
+        self.state.remote_heads.lock().expect("not poisoned").insert(key.to_owned(), heads);
+    }
+
     /// Clones a repository: its heads, every commit, and (with `head_content`) the heads'
     /// content. Nothing is checked out. An unknown repository is a 404 application error.
     pub async fn clone_repository(
@@ -427,6 +447,17 @@ struct PullParts {
 
 fn protocol(e: ServiceError) -> Error {
     Error::Protocol(e.message)
+}
+
+/// What a fetch received.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The datastore's branches and their heads (more than one head: the branch diverged).
+    pub branches: Vec<Branch>,
+    /// The datastore's branch names → branch keys.
+    pub nicknames: BTreeMap<String, String>,
+    /// Commits and objects the repository lacked, verified.
+    pub elements: Vec<Element>,
 }
 
 /// A repository's heads as a datastore keeps them.

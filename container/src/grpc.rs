@@ -554,6 +554,23 @@ impl GrpcClient {
         Ok(outcome)
     }
 
+    /// Fetches what a repository lacks without changing it: the datastore's branches, the
+    /// commits the repository lacks and, with `head_content`, the heads' content it lacks. An
+    /// unknown repository is a NOT_FOUND application error.
+    pub async fn fetch(&self, repo: &Repository, head_content: bool) -> Result<crate::client::Fetched> {
+        let have: Vec<Key> = if head_content {
+            let roots: Vec<(Key, Option<Key>)> =
+                repo.commits().map(|c| (c.key, c.root.as_ref().map(|r| r.key))).collect();
+            let complete = complete_graphs(repo, roots.iter().filter_map(|r| r.1), &[])?;
+            roots.iter().filter(|(_, r)| r.is_none_or(|r| complete.contains(&r))).map(|(c, _)| *c).collect()
+        } else {
+            repo.commits().map(|c| c.key).collect()
+        };
+        let Pulled { heads, elements, .. } = self.request_pull(repo.key(), &have, head_content, &[]).await?;
+        let elements = elements.into_iter().filter(|e| !repo.elements().contains(&e.key())).collect();
+        Ok(crate::client::Fetched { branches: heads.branches, nicknames: heads.nicknames, elements })
+    }
+
     /// Clones a repository: its heads, every commit and, with `head_content`, the heads'
     /// content (not below `excluded` types). Nothing is checked out. An unknown repository is a
     /// NOT_FOUND application error.

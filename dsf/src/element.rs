@@ -51,6 +51,14 @@ impl Element {
         Ok(Element::new(alg, ty, value, children))
     }
 
+    /// Builds an element from an encoded object of a registered type: hashes it and finds its
+    /// children with `registry`.
+    pub fn build(alg: HashAlgorithm, registry: &Registry, ty: TypeId, value: impl Into<Bytes>) -> Result<Element> {
+        let value = value.into();
+        let children = child_keys(registry, ty, &value)?;
+        Ok(Element::new(alg, ty, value, children))
+    }
+
     /// Builds an element from parts received from outside: verifies the key over the exact
     /// value bytes and derives the children (skipped for leaves).
     pub fn from_parts(registry: &Registry, key: &[u8], ty: TypeId, isleaf: bool, value: Bytes) -> Result<Element> {

@@ -82,6 +82,14 @@ pub enum Error {
     /// A merge that cannot proceed.
     #[error("merge: {0}")]
     Merge(String),
+    /// A working-copy document (the JSON form of a graph) that does not describe objects.
+    #[error("{path}: {reason}")]
+    Document {
+        /// Where in the document, e.g. `root.person[1].email`.
+        path: String,
+        /// What is wrong there.
+        reason: String,
+    },
     /// A store failed.
     #[error(transparent)]
     Store(crate::store::StoreError),

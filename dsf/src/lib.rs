@@ -13,6 +13,7 @@ pub mod commit;
 pub mod element;
 pub mod elements;
 pub mod error;
+pub mod json;
 pub mod key;
 pub mod merge;
 pub mod repository;

@@ -512,6 +512,19 @@ impl Repository {
         Ok(key)
     }
 
+    /// Starts a branch named `nickname` at commit `at`, without switching to it. Returns the new
+    /// branch key.
+    pub fn create_branch(&mut self, nickname: &str, at: Key) -> Result<String> {
+        if self.nicknames.contains_key(nickname) {
+            return Err(Error::state(format!("a branch is already nicknamed {nickname:?}")));
+        }
+        self.commit_info(at)?;
+        let key = new_branch_key();
+        self.branches.push(Branch { key: key.clone(), heads: vec![at] });
+        self.nicknames.insert(nickname.to_owned(), key.clone());
+        Ok(key)
+    }
+
     /// Removes a branch (by nickname or key) and the nicknames that name it.
     pub fn remove_branch(&mut self, name: &str) -> Result<()> {
         let key = self.branch_key_of(name).ok_or_else(|| Error::UnknownBranch { name: name.to_owned() })?;
@@ -773,10 +786,16 @@ impl Repository {
     pub fn resolve_treeish(&self, treeish: &str, branch: &str) -> Result<Key> {
         let fail = |reason: String| Error::Treeish { treeish: treeish.to_owned(), reason };
         let b = self.get_branch(branch).ok_or_else(|| Error::UnknownBranch { name: branch.to_owned() })?;
-        let mut at = match b.heads.as_slice() {
-            [] => return Err(fail(format!("branch {branch:?} has no commits"))),
-            [h, ..] => *h,
-        };
+        match b.heads.as_slice() {
+            [] => Err(fail(format!("branch {branch:?} has no commits"))),
+            [h, ..] => self.resolve_treeish_from(*h, treeish),
+        }
+    }
+
+    /// Resolves a treeish (`~N`, `^N`, and sequences of them) from a commit.
+    pub fn resolve_treeish_from(&self, start: Key, treeish: &str) -> Result<Key> {
+        let fail = |reason: String| Error::Treeish { treeish: treeish.to_owned(), reason };
+        let mut at = start;
         let chars: Vec<char> = treeish.chars().collect();
         let mut i = 0;
         while i < chars.len() {

@@ -180,6 +180,46 @@ impl RocksStore {
         &self.shared.path
     }
 
+    /// Every blob key, in key order (for `fsck` and `gc`; O(store)).
+    pub fn blob_keys(&self) -> impl Future<Output = StoreResult<Vec<Key>>> + Send + 'static {
+        self.blocking(|s| {
+            s.keys(BLOBS)?
+                .iter()
+                .map(|k| {
+                    Key::from_slice(k).ok_or_else(|| StoreError::Corrupt(format!("a blob key of {} bytes", k.len())))
+                })
+                .collect()
+        })
+    }
+
+    /// Every row key, in key order (commit rows and ION rows).
+    pub fn row_keys(&self) -> impl Future<Output = StoreResult<Vec<Vec<u8>>>> + Send + 'static {
+        self.blocking(|s| s.keys(ROWS))
+    }
+
+    /// Every repository that has heads.
+    pub fn repositories(&self) -> impl Future<Output = StoreResult<Vec<String>>> + Send + 'static {
+        self.blocking(|s| {
+            s.keys(HEADS)?
+                .into_iter()
+                .map(|k| String::from_utf8(k).map_err(|_| StoreError::Corrupt("a repository key is not UTF-8".into())))
+                .collect()
+        })
+    }
+
+    /// Deletes blobs, in one write batch. Blobs are otherwise immutable: only garbage collection
+    /// of elements no head reaches may call this.
+    pub fn delete_blobs(&self, keys: Vec<Key>) -> impl Future<Output = StoreResult<()>> + Send + 'static {
+        self.blocking(move |s| {
+            let cf = s.cf(BLOBS)?;
+            let mut batch = WriteBatch::default();
+            for k in &keys {
+                batch.delete_cf(cf, k.as_bytes());
+            }
+            s.write(batch)
+        })
+    }
+
     /// Runs `f` on tokio's blocking pool when the returned future is polled.
     fn blocking<T, F>(&self, f: F) -> impl Future<Output = StoreResult<T>> + Send + 'static
     where
@@ -239,6 +279,15 @@ enum Change {
 }
 
 impl Shared {
+    fn keys(&self, name: &'static str) -> StoreResult<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        for entry in self.db.iterator_cf(self.cf(name)?, IteratorMode::Start) {
+            let (k, _) = entry.map_err(|e| StoreError::Backend(format!("RocksDB scan of {name}: {e}")))?;
+            out.push(k.to_vec());
+        }
+        Ok(out)
+    }
+
     fn cf(&self, name: &'static str) -> StoreResult<&ColumnFamily> {
         self.db.cf_handle(name).ok_or_else(|| StoreError::Backend(format!("column family {name} is missing")))
     }

@@ -1,0 +1,303 @@
+//! Remotes and the commands that talk to them: clone, fetch, pull, push.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use dsf::{Checkout, Key, MergePolicy, Registry};
+use serde_json::json;
+
+use crate::commands::check_repository_key;
+use crate::remote::{Remote, RemoteState, Target};
+use crate::session::{Session, Stored};
+use crate::ui::{Ui, exit, fail};
+use crate::workdir::{RemoteConfig, RemoteHeads, Workdir};
+
+fn check_remote_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.contains(['/', '~', '^', ':', ' ', '.']) {
+        return Err(fail(format!("{name:?} is not a usable remote name"))
+            .hint("use letters, digits, '-' and '_'")
+            .code(exit::USAGE)
+            .into());
+    }
+    Ok(())
+}
+
+pub fn remote_add(base: &Path, name: &str, url: &str, ui: Ui) -> Result<i32> {
+    check_remote_name(name)?;
+    let mut wd = Workdir::find(base)?;
+    Target::parse(url)?;
+    if let Some(r) = wd.config.remotes.get(name) {
+        return Err(fail(format!("remote {name} already exists ({})", r.url))
+            .hint(format!("`dsf-cli remote remove {name}` first"))
+            .into());
+    }
+    wd.config.remotes.insert(name.to_owned(), RemoteConfig { url: url.to_owned() });
+    wd.save_config()?;
+    ui.say(format!("Added remote {name} → {url}"));
+    ui.emit(json!({ "name": name, "url": url }));
+    Ok(exit::OK)
+}
+
+pub fn remote_list(base: &Path, ui: Ui) -> Result<i32> {
+    let wd = Workdir::find(base)?;
+    for (name, r) in &wd.config.remotes {
+        ui.out(format!("{name}\t{}", r.url));
+    }
+    ui.emit(json!({
+        "remotes": wd.config.remotes.iter().map(|(n, r)| json!({"name": n, "url": r.url})).collect::<Vec<_>>(),
+    }));
+    Ok(exit::OK)
+}
+
+pub fn remote_remove(base: &Path, name: &str, ui: Ui) -> Result<i32> {
+    let mut wd = Workdir::find(base)?;
+    if wd.config.remotes.remove(name).is_none() {
+        return Err(unknown_remote(&wd, name).into());
+    }
+    wd.save_config()?;
+    wd.remove_remote_heads(name)?;
+    ui.say(format!("Removed remote {name}"));
+    ui.emit(json!({ "removed": name }));
+    Ok(exit::OK)
+}
+
+fn unknown_remote(wd: &Workdir, name: &str) -> crate::ui::Failure {
+    let known: Vec<&str> = wd.config.remotes.keys().map(String::as_str).collect();
+    fail(format!("there is no remote {name:?}")).hint(if known.is_empty() {
+        "add one with `dsf-cli remote add NAME URL`".to_owned()
+    } else {
+        format!("known remotes: {}", known.join(", "))
+    })
+}
+
+/// The remote a command names (default `origin`).
+fn remote_of(wd: &Workdir, name: Option<String>) -> Result<(String, Target)> {
+    let name = name.unwrap_or_else(|| "origin".into());
+    let r = wd.config.remotes.get(&name).ok_or_else(|| unknown_remote(wd, &name))?;
+    Ok((name, Target::parse(&r.url)?))
+}
+
+async fn connect(ui: &Ui, name: &str, target: &Target, registry: &Registry) -> Result<Remote> {
+    let progress = ui.progress(&format!("connecting to {name}"), None);
+    let remote = Remote::connect(target, registry).await?;
+    progress.finish();
+    Ok(remote)
+}
+
+/// Loads every commit's graph from the local store, so that a sync sees all that is here.
+async fn load_everything(sr: &mut Stored<'_>) -> Result<()> {
+    let roots: Vec<Key> = sr.repository().commits().filter_map(|c| c.root.as_ref().map(|r| r.key)).collect();
+    sr.fetch_graphs(roots, &[]).await?;
+    Ok(())
+}
+
+pub async fn clone(base: &Path, url: &str, key: &str, dir: Option<PathBuf>, ui: Ui) -> Result<i32> {
+    check_repository_key(key)?;
+    let dir = base.join(dir.unwrap_or_else(|| PathBuf::from(key)));
+    if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        return Err(fail(format!("{} already exists and is not empty", dir.display()))
+            .hint("clone into a new folder")
+            .into());
+    }
+    let target = Target::parse(url)?;
+    let registry = Registry::builtin();
+    let remote = connect(&ui, "the remote", &target, &registry).await?;
+    let mut progress = ui.progress("receiving", None);
+    let cloned = remote.clone_repository(key, &registry).await;
+    remote.close().await;
+    let repo = cloned?;
+    progress.add(repo.elements().len() as u64);
+    progress.finish();
+    let made = !dir.exists();
+    let result = async {
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut wd = Workdir::create(&dir, key, repo.algorithm())?;
+        wd.config.remotes.insert("origin".into(), RemoteConfig { url: url.to_owned() });
+        wd.save_config()?;
+        wd.save_remote_heads("origin", &RemoteHeads::from_branches(repo.branches(), repo.nicknames()))?;
+        let s = Session::with(wd)?;
+        let elements = repo.elements().len();
+        let branch = repo
+            .get_branch(dsf::MASTER_BRANCH)
+            .or_else(|| repo.branches().iter().find(|b| !b.heads.is_empty()))
+            .map(|b| b.key.clone());
+        let store_progress = ui.progress("storing", None);
+        let mut sr = dsf::store::persist::StoredRepository::create(&s.store, repo);
+        sr.save().await?;
+        store_progress.finish();
+        let commit = match branch {
+            Some(b) => {
+                let writing = ui.progress("writing root.json", None);
+                sr.checkout(Checkout::branch(b.clone()).excluded_types([])).await?;
+                let head = sr.repository().commit_head()?.context("the cloned branch has no commits")?;
+                s.state_mut().branch = Some(b);
+                s.write_checkout(sr.repository(), head)?;
+                writing.finish();
+                Some(head)
+            }
+            None => None,
+        };
+        anyhow::Ok((elements, commit, s.wd.dir.clone()))
+    }
+    .await;
+    match result {
+        Ok((elements, commit, dir)) => {
+            ui.say(format!(
+                "Cloned {key} into {} ({elements} elements){}",
+                dir.display(),
+                commit.map(|c| format!(", checked out {}", ui.key(&c.to_hex()[..12]))).unwrap_or_default()
+            ));
+            ui.emit(
+                json!({ "repository": key, "dir": dir, "elements": elements, "commit": commit.map(|c| c.to_hex()) }),
+            );
+            Ok(exit::OK)
+        }
+        Err(e) => {
+            // Leave nothing half made behind.
+            if made {
+                let _ = std::fs::remove_dir_all(&dir);
+            } else {
+                let _ = std::fs::remove_dir_all(dir.join(crate::workdir::DOT));
+                let _ = std::fs::remove_file(dir.join(crate::workdir::DOCUMENT));
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Fetches from a remote into the local store; branches here do not move. Returns what the
+/// remote holds (`None`: the remote has no such repository).
+async fn fetch_into(s: &Session, name: &str, target: &Target, ui: &Ui) -> Result<Option<RemoteState>> {
+    let mut sr = s.repo().await?;
+    load_everything(&mut sr).await?;
+    let remote = connect(ui, name, target, &s.registry).await?;
+    remote.assume_heads(sr.repository().key(), s.wd.remote_heads(name)?.all());
+    let mut progress = ui.progress(&format!("fetching from {name}"), None);
+    let fetched = remote.fetch(sr.repository(), true).await;
+    remote.close().await;
+    let Some((state, elements)) = fetched? else { return Ok(None) };
+    progress.add(elements.len() as u64);
+    progress.finish();
+    let count = elements.len();
+    sr.repository_mut().add_elements(elements)?;
+    sr.save().await?;
+    s.wd.save_remote_heads(name, &RemoteHeads::from_branches(&state.branches, &state.nicknames))?;
+    ui.say(format!("Fetched {count} element(s) from {name}"));
+    Ok(Some(state))
+}
+
+pub async fn fetch(base: &Path, remote: Option<String>, ui: Ui) -> Result<i32> {
+    let s = Session::open(base)?;
+    let (name, target) = remote_of(&s.wd, remote)?;
+    let state = fetch_into(&s, &name, &target, &ui).await?.ok_or_else(|| no_repository(&s, &name))?;
+    let heads = RemoteHeads::from_branches(&state.branches, &state.nicknames);
+    for (key, hs) in &heads.branches {
+        ui.say(format!(
+            "  {name}/{}: {}",
+            heads.name_of(key),
+            hs.iter().map(|h| &h[..12]).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    ui.emit(json!({ "remote": name, "branches": heads.branches, "nicknames": heads.nicknames }));
+    Ok(exit::OK)
+}
+
+fn no_repository(s: &Session, name: &str) -> anyhow::Error {
+    fail(format!("remote {name} has no repository {}", s.wd.config.repository))
+        .code(exit::REMOTE)
+        .hint("`dsf-cli push` creates it there")
+        .into()
+}
+
+pub async fn pull(base: &Path, remote: Option<String>, policy: MergePolicy, ui: Ui) -> Result<i32> {
+    let s = Session::open(base)?;
+    let (name, target) = remote_of(&s.wd, remote)?;
+    let branch_key = s.state().branch.clone().ok_or_else(|| fail("nothing is committed here yet: clone instead"))?;
+    {
+        let mut sr = s.repo().await?;
+        let head = s.load_current(&mut sr).await?;
+        s.require_clean(&mut sr, head, "pull").await?;
+    }
+    let state = fetch_into(&s, &name, &target, &ui).await?.ok_or_else(|| no_repository(&s, &name))?;
+    let heads = RemoteHeads::from_branches(&state.branches, &state.nicknames);
+    let branch = {
+        let sr = s.repo().await?;
+        s.branch_name(sr.repository(), &branch_key)
+    };
+    let theirs = heads.heads(&branch).or_else(|| heads.heads(&branch_key)).unwrap_or_default();
+    if theirs.is_empty() {
+        ui.say(format!("{name} has no branch {branch}: nothing to merge"));
+        ui.emit(json!({ "outcome": "up-to-date" }));
+        return Ok(exit::OK);
+    }
+    let mut code = exit::OK;
+    for (i, t) in theirs.iter().enumerate() {
+        let label = if theirs.len() == 1 { format!("{name}/{branch}") } else { t.to_hex() };
+        let mut sr = s.repo().await?;
+        let ours = s.load_current(&mut sr).await?.context("the branch has no commits")?;
+        code = crate::commands::merge_commits(&s, &mut sr, &label, ours, *t, policy, None, ui).await?;
+        if code != exit::OK {
+            if i + 1 < theirs.len() {
+                ui.say(format!(
+                    "{name}/{branch} has {} more head(s): pull again after this merge",
+                    theirs.len() - i - 1
+                ));
+            }
+            break;
+        }
+    }
+    Ok(code)
+}
+
+pub async fn push(base: &Path, remote: Option<String>, diverge: bool, ui: Ui) -> Result<i32> {
+    let s = Session::open(base)?;
+    let (name, target) = remote_of(&s.wd, remote)?;
+    let mut sr = s.repo().await?;
+    if sr.repository().commits().next().is_none() {
+        return Err(fail("nothing to push: there are no commits").hint("`dsf-cli commit -m MESSAGE` first").into());
+    }
+    load_everything(&mut sr).await?;
+    let remote = connect(&ui, &name, &target, &s.registry).await?;
+    let result = async {
+        remote.assume_heads(sr.repository().key(), s.wd.remote_heads(&name)?.all());
+        let repo = sr.repository();
+        if let Some((state, _)) = remote.fetch(repo, false).await? {
+            for b in &state.branches {
+                let Some(local) = repo.get_branch(&b.key) else { continue };
+                let behind: Vec<&Key> = b
+                    .heads
+                    .iter()
+                    .filter(|h| repo.commit_info(**h).is_err() || !repo.ancestry(&local.heads).contains(h))
+                    .collect();
+                if !behind.is_empty() && !diverge {
+                    let bname = s.branch_name(repo, &b.key);
+                    return Err(fail(format!("{name}/{bname} has commits that are not here"))
+                        .hint(
+                            "`dsf-cli pull` merges them first (or `push --diverge` lets the datastore keep both heads)",
+                        )
+                        .into());
+                }
+            }
+        }
+        let mut progress = ui.progress(&format!("pushing to {name}"), None);
+        let state = remote.push(repo).await?;
+        progress.add(repo.elements().len() as u64);
+        progress.finish();
+        anyhow::Ok(state)
+    }
+    .await;
+    remote.close().await;
+    let state = result?;
+    let heads = RemoteHeads::from_branches(&state.branches, &state.nicknames);
+    s.wd.save_remote_heads(&name, &heads)?;
+    for (key, hs) in &heads.branches {
+        let diverged = if hs.len() > 1 { " (diverged)" } else { "" };
+        ui.say(format!(
+            "  {name}/{}: {}{diverged}",
+            heads.name_of(key),
+            hs.iter().map(|h| &h[..12]).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    ui.emit(json!({ "remote": name, "branches": heads.branches, "nicknames": heads.nicknames }));
+    Ok(exit::OK)
+}
