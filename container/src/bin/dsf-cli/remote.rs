@@ -197,6 +197,18 @@ impl Remote {
         })
     }
 
+    /// Elements by key (objects or commits); every key must be there.
+    pub async fn fetch_blobs(&self, keys: &[Key]) -> Result<Vec<dsf::Element>> {
+        Ok(match self {
+            Remote::Amqp { client, .. } => client.fetch_blobs(keys).await?,
+            Remote::Grpc(client) => client.fetch_blobs(keys).await?,
+            Remote::Local(ds) => ds
+                .blobs(keys)
+                .await
+                .map_err(|e| fail(format!("the store refused fetch_blobs: {e}")).code(exit::REMOTE))?,
+        })
+    }
+
     /// Copies a whole repository (every commit, the heads' content).
     pub async fn clone_repository(&self, key: &str, registry: &Registry) -> Result<Repository> {
         let cloned = match self {

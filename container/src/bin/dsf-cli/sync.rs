@@ -1,8 +1,10 @@
 //! Remotes and the commands that talk to them: clone, fetch, pull, push.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use dsf::store::BlobStore;
 use dsf::{Checkout, Key, MergePolicy, Registry};
 use serde_json::json;
 
@@ -25,7 +27,8 @@ fn check_remote_name(name: &str) -> Result<()> {
 pub fn remote_add(base: &Path, name: &str, url: &str, ui: Ui) -> Result<i32> {
     check_remote_name(name)?;
     let mut wd = Workdir::find(base)?;
-    Target::parse(url)?;
+    let url = absolute_url(base, url)?;
+    let url = url.as_str();
     if let Some(r) = wd.config.remotes.get(name) {
         return Err(fail(format!("remote {name} already exists ({})", r.url))
             .hint(format!("`dsf-cli remote remove {name}` first"))
@@ -61,6 +64,21 @@ pub fn remote_remove(base: &Path, name: &str, ui: Ui) -> Result<i32> {
     Ok(exit::OK)
 }
 
+/// A local path made absolute (relative to `base`), so the remote works from anywhere; other
+/// URLs as given, once they parse.
+fn absolute_url(base: &Path, url: &str) -> Result<String> {
+    Ok(match Target::parse(url)? {
+        Target::Local { .. } => {
+            let path = base.join(url.strip_prefix("file:").unwrap_or(url));
+            std::path::absolute(&path)
+                .with_context(|| format!("bad path {}", path.display()))?
+                .to_string_lossy()
+                .into_owned()
+        }
+        _ => url.to_owned(),
+    })
+}
+
 fn unknown_remote(wd: &Workdir, name: &str) -> crate::ui::Failure {
     let known: Vec<&str> = wd.config.remotes.keys().map(String::as_str).collect();
     fail(format!("there is no remote {name:?}")).hint(if known.is_empty() {
@@ -84,11 +102,46 @@ async fn connect(ui: &Ui, name: &str, target: &Target, registry: &Registry) -> R
     Ok(remote)
 }
 
-/// Loads every commit's graph from the local store, so that a sync sees all that is here.
-async fn load_everything(sr: &mut Stored<'_>) -> Result<()> {
+/// Loads every commit's graph that the local store holds, so that a sync sees all that is
+/// here. (A stored root has its whole graph stored: graphs arrive complete.)
+async fn load_everything(s: &Session, sr: &mut Stored<'_>) -> Result<()> {
     let roots: Vec<Key> = sr.repository().commits().filter_map(|c| c.root.as_ref().map(|r| r.key)).collect();
+    let present = s.store.has_blobs(roots.clone()).await?;
+    let roots = roots.into_iter().zip(present).filter(|(_, p)| *p).map(|(k, _)| k).collect();
     sr.fetch_graphs(roots, &[]).await?;
     Ok(())
+}
+
+/// Keys per fetch_blobs request while completing history.
+const FETCH_BATCH: usize = 8192;
+
+/// Fetches the content of every commit whose graph `repo` lacks (a datastore's pull sends the
+/// heads' content only), level by level: one request per level and batch, and only what is
+/// missing (equal subgraphs are not descended).
+async fn complete_history(repo: &mut dsf::Repository, remote: &Remote, ui: &Ui) -> Result<usize> {
+    let mut seen: HashSet<Key> = HashSet::new();
+    let mut frontier: Vec<Key> = repo
+        .commits()
+        .filter_map(|c| c.root.as_ref().map(|r| r.key))
+        .filter(|k| !repo.elements().contains(k) && seen.insert(*k))
+        .collect();
+    let mut progress = ui.progress("fetching history", None);
+    let mut fetched = 0;
+    while !frontier.is_empty() {
+        let mut next = Vec::new();
+        for batch in frontier.chunks(FETCH_BATCH) {
+            let elements = remote.fetch_blobs(batch).await?;
+            for e in &elements {
+                next.extend(e.children().iter().copied().filter(|c| !repo.elements().contains(c) && seen.insert(*c)));
+            }
+            fetched += elements.len();
+            progress.add(elements.len() as u64);
+            repo.add_elements(elements)?;
+        }
+        frontier = next;
+    }
+    progress.finish();
+    Ok(fetched)
 }
 
 pub async fn clone(base: &Path, url: &str, key: &str, dir: Option<PathBuf>, ui: Ui) -> Result<i32> {
@@ -99,11 +152,18 @@ pub async fn clone(base: &Path, url: &str, key: &str, dir: Option<PathBuf>, ui: 
             .hint("clone into a new folder")
             .into());
     }
+    let url = absolute_url(base, url)?;
+    let url = url.as_str();
     let target = Target::parse(url)?;
     let registry = Registry::builtin();
     let remote = connect(&ui, "the remote", &target, &registry).await?;
     let mut progress = ui.progress("receiving", None);
-    let cloned = remote.clone_repository(key, &registry).await;
+    let cloned = async {
+        let mut repo = remote.clone_repository(key, &registry).await?;
+        complete_history(&mut repo, &remote, &ui).await?;
+        anyhow::Ok(repo)
+    }
+    .await;
     remote.close().await;
     let repo = cloned?;
     progress.add(repo.elements().len() as u64);
@@ -169,17 +229,22 @@ pub async fn clone(base: &Path, url: &str, key: &str, dir: Option<PathBuf>, ui: 
 /// remote holds (`None`: the remote has no such repository).
 async fn fetch_into(s: &Session, name: &str, target: &Target, ui: &Ui) -> Result<Option<RemoteState>> {
     let mut sr = s.repo().await?;
-    load_everything(&mut sr).await?;
+    load_everything(&s, &mut sr).await?;
     let remote = connect(ui, name, target, &s.registry).await?;
     remote.assume_heads(sr.repository().key(), s.wd.remote_heads(name)?.all());
     let mut progress = ui.progress(&format!("fetching from {name}"), None);
-    let fetched = remote.fetch(sr.repository(), true).await;
+    let fetched = async {
+        let Some((state, elements)) = remote.fetch(sr.repository(), true).await? else { return anyhow::Ok(None) };
+        progress.add(elements.len() as u64);
+        progress.finish();
+        let mut count = elements.len();
+        sr.repository_mut().add_elements(elements)?;
+        count += complete_history(sr.repository_mut(), &remote, ui).await?;
+        anyhow::Ok(Some((state, count)))
+    }
+    .await;
     remote.close().await;
-    let Some((state, elements)) = fetched? else { return Ok(None) };
-    progress.add(elements.len() as u64);
-    progress.finish();
-    let count = elements.len();
-    sr.repository_mut().add_elements(elements)?;
+    let Some((state, count)) = fetched? else { return Ok(None) };
     sr.save().await?;
     s.wd.save_remote_heads(name, &RemoteHeads::from_branches(&state.branches, &state.nicknames))?;
     ui.say(format!("Fetched {count} element(s) from {name}"));
@@ -256,7 +321,7 @@ pub async fn push(base: &Path, remote: Option<String>, diverge: bool, ui: Ui) ->
     if sr.repository().commits().next().is_none() {
         return Err(fail("nothing to push: there are no commits").hint("`dsf-cli commit -m MESSAGE` first").into());
     }
-    load_everything(&mut sr).await?;
+    load_everything(&s, &mut sr).await?;
     let remote = connect(&ui, &name, &target, &s.registry).await?;
     let result = async {
         remote.assume_heads(sr.repository().key(), s.wd.remote_heads(&name)?.all());
