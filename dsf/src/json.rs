@@ -244,6 +244,9 @@ impl Parser<'_> {
         let desc = self.registry.require(ty)?.descriptor.clone();
         let mut json = Json::Object(map);
         self.links(&desc, &mut json, path)?;
+        if let Some((at, _)) = conflicts(&json).first() {
+            return Err(unresolved(at));
+        }
         let msg = DynamicMessage::deserialize(desc.clone(), json).map_err(|e| doc_error(path, e))?;
         let mut e = Element::build(self.alg, self.registry, ty, msg.encode_to_vec())?;
         if let Some(h) = hint

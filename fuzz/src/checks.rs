@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 
 use dsf::structure::{self, Envelope};
-use dsf::{Element, HashAlgorithm, Key, Registry, Status, TypeId};
+use dsf::{Element, Elements, HashAlgorithm, Key, Registry, Status, TypeId};
 
 /// `structure_decode`: arbitrary bytes as a `Structure` message envelope.
 ///
@@ -216,4 +216,28 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
         v >>= 7;
     }
     out.push(v as u8);
+}
+
+/// `document_parse`: arbitrary bytes as a working-copy document (the JSON form of a graph).
+///
+/// Reading never panics. A document that reads renders again from the elements it made, and
+/// that rendering reads back to the same root with nothing new: a document and its rendering
+/// describe the same graph.
+pub fn document_parse(registry: &Registry, data: &[u8]) {
+    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
+    let Ok(parsed) = dsf::json::parse(registry, HashAlgorithm::Sha1, &Elements::default(), doc) else {
+        return;
+    };
+    let mut made = Elements::default();
+    for e in parsed.new_elements {
+        made.insert(e);
+    }
+    let rendered = dsf::json::render(registry, &made, parsed.root, &[])
+        .unwrap_or_else(|e| panic!("a document that reads does not render: {e}"));
+    let again = dsf::json::parse(registry, HashAlgorithm::Sha1, &made, rendered.clone())
+        .unwrap_or_else(|e| panic!("a rendered document does not read back: {e}\n{rendered}"));
+    assert_eq!(again.root, parsed.root, "the rendering of a document is another graph:\n{rendered}");
+    assert!(again.new_elements.is_empty(), "reading a rendering made new elements:\n{rendered}");
 }

@@ -314,3 +314,30 @@ pub fn message_decode() -> Result<Vec<Vec<u8>>> {
     out.extend([Vec::new(), vec![0xc1], vec![0x93, 1, 2, 3], vec![0x81, 0x01, 0x02], b"\x81\xa7content\x05".to_vec()]);
     Ok(out)
 }
+
+/// Seeds of `document_parse`: documents in the working-copy form, valid and broken.
+pub fn document_parse() -> Result<Vec<Vec<u8>>> {
+    let docs = [
+        r#"{"@type": "net.ooici.play.Person", "name": "Ann", "id": 1, "email": "ann@example.org"}"#,
+        r#"{"@type": "net.ooici.play.Person", "name": "Bob", "phone": [{"number": "555", "type": "WORK"}, {"number": "556"}]}"#,
+        r#"{"@type": "net.ooici.play.AddressLink", "title": "Friends",
+            "owner": {"@type": "net.ooici.play.Person", "name": "Owen", "id": 1},
+            "person": [{"@type": "net.ooici.play.Person", "name": "Ann", "id": 2},
+                       {"@type": "net.ooici.play.Person", "name": "Owen", "id": 1}]}"#,
+        r#"{"@type": "net.ooici.play.ListObj", "items": [
+            {"@type": "net.ooici.play.KeyValue", "key": "a", "value": "1"},
+            {"@type": "net.ooici.play.ListObj", "items": [{"@type": "net.ooici.play.KeyValue", "key": "b", "value": "2"}]}]}"#,
+        r#"{"@type": "net.ooici.play.TestObj", "string": "s", "integer": -5, "float": 1.5, "strings": ["a", "b"], "integers": [1, -2], "floats": [0.5, -0.0, "NaN"]}"#,
+        r#"{"@type": "net.ooici.play.Person", "@key": "0000000000000000000000000000000000000000", "name": "Hint"}"#,
+        r#"{"@type": "net.ooici.play.Person", "name": {"@conflict": {"path": "root.name", "ours": "a", "theirs": "b"}}}"#,
+        r#"{"@type": "net.ooici.play.AddressLink", "owner": {"@ref": "0123456789ABCDEF0123456789ABCDEF01234567"}}"#,
+        r#"{"@type": "net.ooici.play.AddressLink", "owner": {"key": "AAAA", "type": {"object_id": 20001, "version": 1}, "isleaf": true}}"#,
+        r#"{"@type": "no.such.Type"}"#,
+        r#"{"name": "no type"}"#,
+        r#"[1, 2, 3]"#,
+        r#"{"@type": "net.ooici.play.Person", "nmae": "typo"}"#,
+        r#"{"@type": "net.ooici.play.Person", "id": "not a number"}"#,
+        r#"{"@type": "net.ooici.play.Person", "name": "unterminated"#,
+    ];
+    Ok(docs.iter().map(|d| d.as_bytes().to_vec()).collect())
+}

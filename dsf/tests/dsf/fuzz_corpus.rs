@@ -86,6 +86,11 @@ fn element_verify_corpus_replays() {
 }
 
 #[test]
+fn document_parse_corpus_replays() {
+    replay("document_parse", checks::document_parse, 15);
+}
+
+#[test]
 fn element_rekeyed_corpus_replays() {
     replay("element_rekeyed", checks::element_rekeyed, 30);
 }

@@ -3,6 +3,7 @@
 mod common;
 mod element;
 mod fuzz_corpus;
+mod json;
 mod merge;
 mod properties;
 mod repository;

@@ -17,11 +17,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     let envelopes = dsf_fuzz::seeds::structure_decode()?;
     let elements = dsf_fuzz::seeds::element_verify()?;
-    let targets: [(&str, Vec<Vec<u8>>, Check); 5] = [
+    let targets: [(&str, Vec<Vec<u8>>, Check); 6] = [
         ("structure_decode", envelopes.clone(), dsf_fuzz::checks::structure_decode),
         ("structure_rekeyed", envelopes, dsf_fuzz::checks::structure_rekeyed),
         ("element_verify", elements.clone(), dsf_fuzz::checks::element_verify),
         ("element_rekeyed", elements, dsf_fuzz::checks::element_rekeyed),
+        ("document_parse", dsf_fuzz::seeds::document_parse()?, dsf_fuzz::checks::document_parse),
         ("message_decode", dsf_fuzz::seeds::message_decode()?, |_, data| {
             dsf_fuzz::message_checks::message_decode(data)
         }),
