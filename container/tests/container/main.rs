@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod binary;
+mod cli;
 mod common;
 mod crash;
 mod datastore;

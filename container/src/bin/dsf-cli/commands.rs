@@ -59,12 +59,16 @@ pub async fn run(dir: Option<PathBuf>, command: Command, ui: Ui) -> Result<i32> 
         Command::Gc { dry_run } => crate::maint::gc(&base, dry_run, ui).await,
         Command::Types { command } => match command {
             None => types_list(&base, ui),
-            Some(TypesCommand::Add { file }) => types_add(&base, &file, ui),
+            Some(TypesCommand::Add { file }) => types_add(&base, &within(&base, file), ui),
         },
-        Command::Import { file, format, type_name, force } => import(&base, &file, &format, type_name, force, ui).await,
-        Command::Export { rev, format, output } => export(&base, rev, &format, output, ui).await,
+        Command::Import { file, format, type_name, force } => {
+            import(&base, &within(&base, file), &format, type_name, force, ui).await
+        }
+        Command::Export { rev, format, output } => {
+            export(&base, rev, &format, output.map(|o| within(&base, o)), ui).await
+        }
         Command::HashObject { type_name, json_text, file, algorithm } => {
-            hash_object(&base, type_name, json_text, file, algorithm, ui)
+            hash_object(&base, type_name, json_text, file.map(|f| within(&base, f)), algorithm, ui)
         }
         Command::CatObject { key } => cat_object(&base, &key, ui).await,
         Command::HelpDocument => {
@@ -72,6 +76,12 @@ pub async fn run(dir: Option<PathBuf>, command: Command, ui: Ui) -> Result<i32> 
             Ok(exit::OK)
         }
     }
+}
+
+/// A path named on the command line, relative to the folder given with `-C` (as git does);
+/// `-` (standard input or output) stays as it is.
+fn within(base: &Path, path: PathBuf) -> PathBuf {
+    if path == Path::new("-") { path } else { base.join(path) }
 }
 
 pub fn parse_policy(p: &str) -> Result<MergePolicy> {
@@ -1101,7 +1111,7 @@ fn hash_object(
     let bytes = match (&json_text, &file) {
         (Some(t), _) => t.clone().into_bytes(),
         (None, Some(f)) => read_input(f)?,
-        (None, None) => return Err(fail("give --json TEXT or a FILE").code(exit::USAGE).into()),
+        (None, None) => return Err(fail("give --text TEXT or a FILE").code(exit::USAGE).into()),
     };
     let looks_json = json_text.is_some() || bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     let (key, ty) = if looks_json {

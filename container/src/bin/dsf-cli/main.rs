@@ -311,15 +311,15 @@ pub(crate) enum Command {
     /// Print the key an object would have, without storing it.
     #[command(
         name = "hash-object",
-        after_help = "Examples:\n  dsf-cli hash-object --type net.ooici.play.Person --json '{\"name\": \"Ann\"}'\n  dsf-cli hash-object --type 20001 person.pb\n  dsf-cli hash-object doc.json"
+        after_help = "Examples:\n  dsf-cli hash-object --type net.ooici.play.Person --text '{\"name\": \"Ann\"}'\n  dsf-cli hash-object --type 20001 person.pb\n  dsf-cli hash-object doc.json"
     )]
     HashObject {
         /// The type: a full message name or an object id (ID or ID/VERSION). Needed for binary
         /// input and for JSON without "@type".
         #[arg(long = "type", value_name = "TYPE")]
         type_name: Option<String>,
-        /// The object as JSON text.
-        #[arg(long = "json", value_name = "TEXT", conflicts_with = "file")]
+        /// The object as JSON text (not `--json`: that global flag asks for JSON output).
+        #[arg(long = "text", value_name = "TEXT", conflicts_with = "file")]
         json_text: Option<String>,
         /// A file with the object: JSON, or its encoded message (- for standard input).
         #[arg(required_unless_present = "json_text")]
@@ -338,7 +338,7 @@ pub(crate) enum Command {
         key: String,
     },
     /// What root.json looks like, in detail.
-    #[command(name = "help-document", hide = true)]
+    #[command(name = "help-document")]
     HelpDocument,
 }
 

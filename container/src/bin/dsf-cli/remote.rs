@@ -83,7 +83,7 @@ pub enum Remote {
     /// Over AMQP.
     Amqp {
         /// The container the client process runs in.
-        container: Container,
+        container: Box<Container>,
         /// The client process.
         client: AmqpClient,
     },
@@ -109,7 +109,7 @@ impl Remote {
             Target::Amqp { broker, sysname } => {
                 let container = Container::start(ContainerConfig::new(broker.clone(), Some(sysname.clone()))).await?;
                 let client = AmqpClient::spawn(&container, None).await?;
-                Remote::Amqp { container, client }
+                Remote::Amqp { container: Box::new(container), client }
             }
             Target::Grpc { url } => Remote::Grpc(GrpcClient::connect(url, registry.clone()).await?),
             Target::Local { path } => {
@@ -170,7 +170,10 @@ impl Remote {
         Ok(match self {
             Remote::Amqp { client, .. } => {
                 client.push(repo).await?;
-                RemoteState { branches: repo.branches().to_vec(), nicknames: repo.nicknames().clone() }
+                // ION's push reply carries no heads, and a diverged branch keeps heads that are
+                // not ours: ask the datastore what it holds now.
+                let f = client.fetch(repo, false).await?;
+                RemoteState { branches: f.branches, nicknames: f.nicknames }
             }
             Remote::Grpc(client) => {
                 let outcome = client.push(repo).await?;

@@ -158,7 +158,7 @@ impl Session {
                 f = f.code(exit::CONFLICT).hint("resolve every conflict, then `dsf-cli merge --continue`");
             } else {
                 f = f.hint(format!(
-                    "fix {} (see `dsf-cli help document` for its form); nothing was changed",
+                    "fix {} (see `dsf-cli help-document` for its form); nothing was changed",
                     crate::workdir::DOCUMENT
                 ));
             }

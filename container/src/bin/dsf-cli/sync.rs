@@ -229,7 +229,7 @@ pub async fn clone(base: &Path, url: &str, key: &str, dir: Option<PathBuf>, ui: 
 /// remote holds (`None`: the remote has no such repository).
 async fn fetch_into(s: &Session, name: &str, target: &Target, ui: &Ui) -> Result<Option<RemoteState>> {
     let mut sr = s.repo().await?;
-    load_everything(&s, &mut sr).await?;
+    load_everything(s, &mut sr).await?;
     let remote = connect(ui, name, target, &s.registry).await?;
     remote.assume_heads(sr.repository().key(), s.wd.remote_heads(name)?.all());
     let mut progress = ui.progress(&format!("fetching from {name}"), None);
