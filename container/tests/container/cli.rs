@@ -443,14 +443,26 @@ fn diverged_heads_are_merged_by_a_third_copy(url: &str, scratch: &Path, a: &Copy
     let by_b = b.change("id 22", |d| d["person"][1]["id"] = json!(22));
     assert_eq!(master_heads(&a.json(&["push", "--diverge"])), BTreeSet::from([by_a.clone()]));
     b.fails(&["push"], 1);
-    let both = BTreeSet::from([by_a, by_b]);
+    let both = BTreeSet::from([by_a, by_b.clone()]);
     assert_eq!(master_heads(&b.json(&["push", "--diverge"])), both, "the datastore keeps both heads");
     assert_eq!(master_heads(&c.json(&["fetch"])), both);
     assert_eq!(c.head(), base, "a fetch moves no branch");
 
-    // With two heads to merge, pull reports each merge: its text output is checked.
-    let pulled = c.run(&["pull"]).expect(0);
-    assert!(pulled.stdout.contains("Merged"), "{}", pulled.stdout);
+    // A copy cloned now starts at the newest head, and its pull merges the other field by field.
+    let d = Copy::clone_from(url, &a.key(), scratch.join("d"));
+    assert_eq!(d.head(), by_b, "a clone checks out the newest of diverged heads");
+    assert_eq!(d.document()["person"][0]["name"], "Ann", "only the newest head's change is checked out");
+    let pulled = d.json(&["pull"]);
+    assert_eq!(pulled["outcome"], "merged", "{pulled}");
+    assert_eq!(d.head_parents(), both);
+    let doc = d.document();
+    assert_eq!((&doc["person"][0]["name"], &doc["person"][1]["id"]), (&json!("Anna"), &json!(22)));
+
+    // With two heads to merge, pull reports every merge in one document.
+    let pulled = c.json(&["pull"]);
+    let merges = pulled["merges"].as_array().expect("a list of merges");
+    assert_eq!(merges.len(), 2, "{pulled}");
+    assert_eq!(pulled["outcome"], "merged", "{pulled}");
     assert_eq!(c.head_parents(), both);
     let doc = c.document();
     assert_eq!((&doc["person"][0]["name"], &doc["person"][1]["id"]), (&json!("Anna"), &json!(22)));

@@ -68,7 +68,7 @@ pub async fn run(dir: Option<PathBuf>, command: Command, ui: Ui) -> Result<i32> 
             export(&base, rev, &format, output.map(|o| within(&base, o)), ui).await
         }
         Command::HashObject { type_name, json_text, file, algorithm } => {
-            hash_object(&base, type_name, json_text, file.map(|f| within(&base, f)), algorithm, ui)
+            hash_object(&base, type_name, json_text, file, algorithm, ui)
         }
         Command::CatObject { key } => cat_object(&base, &key, ui).await,
         Command::HelpDocument => {
@@ -519,7 +519,9 @@ pub async fn merge(s: &Session, name: &str, policy: MergePolicy, message: Option
     }
     let ours = head.ok_or_else(|| fail("the current branch has no commits to merge into"))?;
     let theirs = s.resolve(sr.repository(), name)?;
-    merge_commits(s, &mut sr, name, ours, theirs, policy, message, ui).await
+    let (code, doc) = merge_commits(s, &mut sr, name, ours, theirs, policy, message, ui).await?;
+    ui.emit(doc);
+    Ok(code)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -532,7 +534,7 @@ pub async fn merge_commits(
     policy: MergePolicy,
     message: Option<String>,
     ui: Ui,
-) -> Result<i32> {
+) -> Result<(i32, Json)> {
     let base = sr.repository().common_ancestor(&[ours, theirs]).ok();
     let mut commits = vec![ours, theirs];
     commits.extend(base);
@@ -542,15 +544,13 @@ pub async fn merge_commits(
     match outcome {
         MergeOutcome::UpToDate => {
             ui.say(format!("Already up to date with {name}."));
-            ui.emit(json!({ "outcome": "up-to-date", "commit": ours.to_hex() }));
-            Ok(exit::OK)
+            Ok((exit::OK, json!({ "outcome": "up-to-date", "commit": ours.to_hex() })))
         }
         MergeOutcome::FastForward(k) => {
             sr.save().await?;
             s.write_checkout(sr.repository(), k)?;
             ui.say(format!("Fast-forward {} to {}", ui.branch(&branch), ui.key(&short(&k))));
-            ui.emit(json!({ "outcome": "fast-forward", "commit": k.to_hex() }));
-            Ok(exit::OK)
+            Ok((exit::OK, json!({ "outcome": "fast-forward", "commit": k.to_hex() })))
         }
         MergeOutcome::Merged { conflicts } if conflicts.is_empty() || policy != MergePolicy::Manual => {
             let msg = message.unwrap_or_else(|| format!("Merge {name} into {branch}"));
@@ -561,11 +561,13 @@ pub async fn merge_commits(
             for c in &conflicts {
                 ui.say(format!("  {} {} (policy {policy:?} kept {:?})", ui.key("settled:"), c.path, c.taken));
             }
-            ui.emit(json!({
-                "outcome": "merged", "commit": key.to_hex(),
-                "settled": conflicts.iter().map(|c| json!({"path": c.path, "taken": format!("{:?}", c.taken).to_lowercase()})).collect::<Vec<_>>(),
-            }));
-            Ok(exit::OK)
+            Ok((
+                exit::OK,
+                json!({
+                    "outcome": "merged", "commit": key.to_hex(),
+                    "settled": conflicts.iter().map(|c| json!({"path": c.path, "taken": format!("{:?}", c.taken).to_lowercase()})).collect::<Vec<_>>(),
+                }),
+            ))
         }
         MergeOutcome::Merged { conflicts } => {
             let repo = sr.repository();
@@ -604,11 +606,13 @@ pub async fn merge_commits(
             ui.say(
                 "Replace each {\"@conflict\": …} with the value to keep, then `dsf-cli merge --continue` (or --abort).",
             );
-            ui.emit(json!({
-                "outcome": "conflicts",
-                "conflicts": conflicts.iter().map(|c| json!({"path": c.path, "base": c.base, "ours": c.ours, "theirs": c.theirs})).collect::<Vec<_>>(),
-            }));
-            Ok(exit::CONFLICT)
+            Ok((
+                exit::CONFLICT,
+                json!({
+                    "outcome": "conflicts",
+                    "conflicts": conflicts.iter().map(|c| json!({"path": c.path, "base": c.base, "ours": c.ours, "theirs": c.theirs})).collect::<Vec<_>>(),
+                }),
+            ))
         }
     }
 }
@@ -1108,10 +1112,21 @@ fn hash_object(
         (None, Some(wd)) => wd.algorithm()?,
         (None, None) => HashAlgorithm::default(),
     };
+    // `hash-object --json TEXT`: with the global --json flag, an argument that is no file but
+    // an object's JSON text is that text.
+    let json_text = match (json_text, &file) {
+        (Some(t), _) => Some(t),
+        (None, Some(f)) if ui.json && !base.join(f).exists() && f.to_string_lossy().trim_start().starts_with('{') => {
+            Some(f.to_string_lossy().into_owned())
+        }
+        _ => None,
+    };
     let bytes = match (&json_text, &file) {
         (Some(t), _) => t.clone().into_bytes(),
-        (None, Some(f)) => read_input(f)?,
-        (None, None) => return Err(fail("give --text TEXT or a FILE").code(exit::USAGE).into()),
+        (None, Some(f)) => read_input(&within(base, f.clone()))?,
+        (None, None) => {
+            return Err(fail("give the object's JSON with --text TEXT, or a FILE").code(exit::USAGE).into());
+        }
     };
     let looks_json = json_text.is_some() || bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     let (key, ty) = if looks_json {

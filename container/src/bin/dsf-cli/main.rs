@@ -311,7 +311,7 @@ pub(crate) enum Command {
     /// Print the key an object would have, without storing it.
     #[command(
         name = "hash-object",
-        after_help = "Examples:\n  dsf-cli hash-object --type net.ooici.play.Person --text '{\"name\": \"Ann\"}'\n  dsf-cli hash-object --type 20001 person.pb\n  dsf-cli hash-object doc.json"
+        after_help = "Examples:\n  dsf-cli hash-object --type net.ooici.play.Person --json '{\"name\": \"Ann\"}'   (key as JSON)\n  dsf-cli hash-object --type net.ooici.play.Person --text '{\"name\": \"Ann\"}'\n  dsf-cli hash-object --type 20001 person.pb\n  dsf-cli hash-object doc.json\n\nWith --json, an argument that is not a file but JSON text is the object itself."
     )]
     HashObject {
         /// The type: a full message name or an object id (ID or ID/VERSION). Needed for binary

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use dsf::store::BlobStore;
-use dsf::{Checkout, Key, MergePolicy, Registry};
+use dsf::{Branch, Checkout, Key, MergePolicy, Registry, Repository};
 use serde_json::json;
 
 use crate::commands::check_repository_key;
@@ -161,11 +161,12 @@ pub async fn clone(base: &Path, url: &str, key: &str, dir: Option<PathBuf>, ui: 
     let cloned = async {
         let mut repo = remote.clone_repository(key, &registry).await?;
         complete_history(&mut repo, &remote, &ui).await?;
-        anyhow::Ok(repo)
+        let remote_heads = RemoteHeads::from_branches(repo.branches(), repo.nicknames());
+        anyhow::Ok((one_head_per_branch(repo)?, remote_heads))
     }
     .await;
     remote.close().await;
-    let repo = cloned?;
+    let (repo, remote_heads) = cloned?;
     progress.add(repo.elements().len() as u64);
     progress.finish();
     let made = !dir.exists();
@@ -174,7 +175,16 @@ pub async fn clone(base: &Path, url: &str, key: &str, dir: Option<PathBuf>, ui: 
         let mut wd = Workdir::create(&dir, key, repo.algorithm())?;
         wd.config.remotes.insert("origin".into(), RemoteConfig { url: url.to_owned() });
         wd.save_config()?;
-        wd.save_remote_heads("origin", &RemoteHeads::from_branches(repo.branches(), repo.nicknames()))?;
+        wd.save_remote_heads("origin", &remote_heads)?;
+        for (b, heads) in &remote_heads.branches {
+            if heads.len() > 1 {
+                ui.say(format!(
+                    "origin/{} has {} divergent heads: the newest is checked out, `dsf-cli pull` merges the others",
+                    remote_heads.name_of(b),
+                    heads.len()
+                ));
+            }
+        }
         let s = Session::with(wd)?;
         let elements = repo.elements().len();
         let branch = repo
@@ -223,6 +233,30 @@ pub async fn clone(base: &Path, url: &str, key: &str, dir: Option<PathBuf>, ui: 
             Err(e)
         }
     }
+}
+
+/// A clone's local branches start at one head each (the newest), so that local branches never
+/// diverge: the remote's other heads stay recorded as the remote's (`REMOTE/BRANCH`) for
+/// `pull` to merge field by field.
+fn one_head_per_branch(repo: Repository) -> Result<Repository> {
+    if repo.branches().iter().all(|b| b.heads.len() <= 1) {
+        return Ok(repo);
+    }
+    let newest = |heads: &[Key]| {
+        heads.iter().copied().max_by(|a, b| {
+            let date = |k: &Key| repo.commit_info(*k).map(|c| c.date).unwrap_or(f64::MIN);
+            date(a).total_cmp(&date(b)).then_with(|| a.cmp(b))
+        })
+    };
+    let branches: Vec<Branch> = repo
+        .branches()
+        .iter()
+        .map(|b| Branch { key: b.key.clone(), heads: newest(&b.heads).into_iter().collect() })
+        .collect();
+    let mut one = Repository::with_key(repo.registry().clone(), repo.key(), repo.algorithm());
+    one.add_elements(repo.elements().iter().cloned())?;
+    one.receive_branches(branches, repo.nicknames().clone())?;
+    Ok(one)
 }
 
 /// Fetches from a remote into the local store; branches here do not move. Returns what the
@@ -296,11 +330,14 @@ pub async fn pull(base: &Path, remote: Option<String>, policy: MergePolicy, ui: 
         return Ok(exit::OK);
     }
     let mut code = exit::OK;
+    let mut merges = Vec::new();
     for (i, t) in theirs.iter().enumerate() {
         let label = if theirs.len() == 1 { format!("{name}/{branch}") } else { t.to_hex() };
         let mut sr = s.repo().await?;
         let ours = s.load_current(&mut sr).await?.context("the branch has no commits")?;
-        code = crate::commands::merge_commits(&s, &mut sr, &label, ours, *t, policy, None, ui).await?;
+        let (c, doc) = crate::commands::merge_commits(&s, &mut sr, &label, ours, *t, policy, None, ui).await?;
+        code = c;
+        merges.push(doc);
         if code != exit::OK {
             if i + 1 < theirs.len() {
                 ui.say(format!(
@@ -311,6 +348,22 @@ pub async fn pull(base: &Path, remote: Option<String>, policy: MergePolicy, ui: 
             break;
         }
     }
+    // One document: the weightiest outcome (conflicts, merged, fast-forward, up-to-date), the
+    // commit the branch is at, and every merge.
+    let rank = |d: &serde_json::Value| match d["outcome"].as_str() {
+        Some("conflicts") => 3,
+        Some("merged") => 2,
+        Some("fast-forward") => 1,
+        _ => 0,
+    };
+    let mut doc = merges.iter().max_by_key(|d| rank(d)).cloned().unwrap_or_else(|| json!({}));
+    if let Some(last) = merges.last() {
+        doc["commit"] = last["commit"].clone();
+    }
+    doc["remote"] = json!(name);
+    doc["branch"] = json!(branch);
+    doc["merges"] = json!(merges);
+    ui.emit(doc);
     Ok(code)
 }
 
