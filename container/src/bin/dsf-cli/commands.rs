@@ -25,7 +25,10 @@ pub async fn run(dir: Option<PathBuf>, command: Command, ui: Ui) -> Result<i32> 
     };
     match command {
         Command::Init { dir, algorithm, key } => init(&base, dir, &algorithm, key, ui),
-        Command::Clone { url, key, dir } => crate::sync::clone(&base, &url, &key, dir, ui).await,
+        Command::Clone { url, key, dir, types } => {
+            let types = types.into_iter().map(|t| within(&base, t)).collect::<Vec<_>>();
+            crate::sync::clone(&base, &url, &key, dir, &types, ui).await
+        }
         Command::Checkout { target, new_branch, before, exclude_type, all_types, force } => {
             let how = CheckoutArgs { target, new_branch, before, exclude_type, all_types, force };
             checkout(&base, how, ui).await

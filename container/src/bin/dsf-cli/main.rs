@@ -129,6 +129,10 @@ pub(crate) enum Command {
         key: String,
         /// The new working copy (default: the repository key).
         dir: Option<PathBuf>,
+        /// Register the types of this descriptor set first (for repositories of your own
+        /// types); repeat for more.
+        #[arg(long = "types", value_name = "FILE")]
+        types: Vec<PathBuf>,
     },
     /// Switch the working copy to a branch, a commit or a date.
     #[command(

@@ -266,6 +266,15 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
 
 /// A hint for an error that is not a [`crate::ui::Failure`].
 pub fn hint(e: &anyhow::Error) -> Option<String> {
+    let unknown_type = e.chain().any(|c| {
+        matches!(c.downcast_ref::<dsf::Error>(), Some(dsf::Error::UnknownType { .. }))
+            || matches!(c.downcast_ref::<RemoteError>(), Some(RemoteError::Dsf(dsf::Error::UnknownType { .. })))
+    });
+    if unknown_type {
+        return Some(
+            "register the type's descriptor set: `dsf-cli types add FILE` here, or `dsf-cli clone --types FILE`".into(),
+        );
+    }
     match e.downcast_ref::<RemoteError>()? {
         RemoteError::Broker(_) | RemoteError::Transport(_) => {
             Some("is the remote running and its address right? `dsf-cli remote list` shows the addresses".into())

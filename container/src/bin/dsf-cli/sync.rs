@@ -70,7 +70,8 @@ fn absolute_url(base: &Path, url: &str) -> Result<String> {
     Ok(match Target::parse(url)? {
         Target::Local { .. } => {
             let path = base.join(url.strip_prefix("file:").unwrap_or(url));
-            std::path::absolute(&path)
+            std::fs::canonicalize(&path)
+                .or_else(|_| std::path::absolute(&path))
                 .with_context(|| format!("bad path {}", path.display()))?
                 .to_string_lossy()
                 .into_owned()
@@ -144,7 +145,7 @@ async fn complete_history(repo: &mut dsf::Repository, remote: &Remote, ui: &Ui) 
     Ok(fetched)
 }
 
-pub async fn clone(base: &Path, url: &str, key: &str, dir: Option<PathBuf>, ui: Ui) -> Result<i32> {
+pub async fn clone(base: &Path, url: &str, key: &str, dir: Option<PathBuf>, types: &[PathBuf], ui: Ui) -> Result<i32> {
     check_repository_key(key)?;
     let dir = base.join(dir.unwrap_or_else(|| PathBuf::from(key)));
     if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
@@ -155,7 +156,18 @@ pub async fn clone(base: &Path, url: &str, key: &str, dir: Option<PathBuf>, ui: 
     let url = absolute_url(base, url)?;
     let url = url.as_str();
     let target = Target::parse(url)?;
-    let registry = Registry::builtin();
+    let mut sets: Vec<(String, Vec<u8>)> = Vec::new();
+    for t in types {
+        let bytes = std::fs::read(t).with_context(|| format!("cannot read {}", t.display()))?;
+        let stem = t.file_stem().map_or_else(|| "types".into(), |s| s.to_string_lossy().into_owned());
+        sets.push((format!("{stem}-{}.pb", sets.len() + 1), bytes));
+    }
+    let mut all: Vec<&[u8]> = vec![dsf::proto::DESCRIPTOR_SET];
+    all.extend(sets.iter().map(|(_, b)| b.as_slice()));
+    let registry = Registry::from_descriptor_sets(&all).map_err(|e| {
+        fail(format!("the --types files cannot be registered: {e}"))
+            .hint("give FileDescriptorSets made with protoc --include_imports --descriptor_set_out=FILE")
+    })?;
     let remote = connect(&ui, "the remote", &target, &registry).await?;
     let mut progress = ui.progress("receiving", None);
     let cloned = async {
@@ -175,6 +187,9 @@ pub async fn clone(base: &Path, url: &str, key: &str, dir: Option<PathBuf>, ui: 
         let mut wd = Workdir::create(&dir, key, repo.algorithm())?;
         wd.config.remotes.insert("origin".into(), RemoteConfig { url: url.to_owned() });
         wd.save_config()?;
+        for (name, bytes) in &sets {
+            wd.add_descriptor_set(name, bytes)?;
+        }
         wd.save_remote_heads("origin", &remote_heads)?;
         for (b, heads) in &remote_heads.branches {
             if heads.len() > 1 {
