@@ -173,24 +173,31 @@ pub fn parse(registry: &Registry, alg: HashAlgorithm, known: &Elements, doc: Jso
     Ok(Parsed { root, root_type, new_elements: p.new })
 }
 
+/// Calls `visit` on every JSON object of a document, outermost first; `visit` returns whether
+/// to look inside the object.
+fn each_object(doc: &Json, visit: &mut dyn FnMut(&Map<String, Json>) -> bool) {
+    match doc {
+        Json::Object(m) => {
+            if visit(m) {
+                m.values().for_each(|v| each_object(v, visit));
+            }
+        }
+        Json::Array(items) => items.iter().for_each(|v| each_object(v, visit)),
+        _ => {}
+    }
+}
+
 /// The keys a document names with `{"@ref": KEY}`: what a reader must make known first.
 pub fn references(doc: &Json) -> Vec<Key> {
-    fn walk(v: &Json, out: &mut Vec<Key>) {
-        match v {
-            Json::Object(m) => {
-                if let (Some(Json::String(r)), 1) = (m.get(REF), m.len())
-                    && let Some(k) = Key::from_hex(r)
-                {
-                    out.push(k);
-                }
-                m.values().for_each(|v| walk(v, out));
-            }
-            Json::Array(items) => items.iter().for_each(|v| walk(v, out)),
-            _ => {}
-        }
-    }
     let mut out = Vec::new();
-    walk(doc, &mut out);
+    each_object(doc, &mut |m| {
+        if let (Some(Json::String(r)), 1) = (m.get(REF), m.len())
+            && let Some(k) = Key::from_hex(r)
+        {
+            out.push(k);
+        }
+        true
+    });
     out
 }
 
@@ -293,22 +300,14 @@ fn unresolved(path: &str) -> Error {
 
 /// The conflict markers left in a document: (path, the marker's content).
 pub fn conflicts(doc: &Json) -> Vec<(String, Json)> {
-    fn walk(v: &Json, out: &mut Vec<(String, Json)>) {
-        match v {
-            Json::Object(m) => {
-                if let Some(c) = m.get(CONFLICT) {
-                    let path = c.get("path").and_then(Json::as_str).unwrap_or("?").to_owned();
-                    out.push((path, c.clone()));
-                    return;
-                }
-                m.values().for_each(|v| walk(v, out));
-            }
-            Json::Array(items) => items.iter().for_each(|v| walk(v, out)),
-            _ => {}
-        }
-    }
     let mut out = Vec::new();
-    walk(doc, &mut out);
+    each_object(doc, &mut |m| match m.get(CONFLICT) {
+        Some(c) => {
+            out.push((c.get("path").and_then(Json::as_str).unwrap_or("?").to_owned(), c.clone()));
+            false
+        }
+        None => true,
+    });
     out
 }
 

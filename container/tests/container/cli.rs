@@ -482,12 +482,7 @@ fn diverged_heads_are_merged_by_a_third_copy(url: &str, scratch: &Path, a: &Copy
 /// that a third copy merges.
 #[test]
 fn grpc_remote_clone_push_pull_merge_and_conflict() {
-    let ds = Datastore::grpc();
-    let scratch = tempfile::tempdir().unwrap();
-    let (a, b) = publish_and_fast_forward(&ds.url, scratch.path());
-    divergent_pushes_merge_cleanly(&a, &b);
-    conflicting_edits_are_resolved_by_hand(&a, &b);
-    diverged_heads_are_merged_by_a_third_copy(&ds.url, scratch.path(), &a, &b);
+    exchange_through(&Datastore::grpc());
 }
 
 /// The same exchange over RabbitMQ (a `dsf-container` on the test broker, remote URL
@@ -495,7 +490,11 @@ fn grpc_remote_clone_push_pull_merge_and_conflict() {
 /// conflict, and diverged heads (which the push reports as the datastore holds them).
 #[test]
 fn amqp_remote_clone_push_pull_merge_and_conflict() {
-    let ds = Datastore::amqp();
+    exchange_through(&Datastore::amqp());
+}
+
+/// Two copies exchanging commits through a datastore, then a third merging diverged heads.
+fn exchange_through(ds: &Datastore) {
     let scratch = tempfile::tempdir().unwrap();
     let (a, b) = publish_and_fast_forward(&ds.url, scratch.path());
     divergent_pushes_merge_cleanly(&a, &b);

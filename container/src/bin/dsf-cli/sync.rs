@@ -304,16 +304,21 @@ pub async fn fetch(base: &Path, remote: Option<String>, ui: Ui) -> Result<i32> {
     let s = Session::open(base)?;
     let (name, target) = remote_of(&s.wd, remote)?;
     let state = fetch_into(&s, &name, &target, &ui).await?.ok_or_else(|| no_repository(&s, &name))?;
-    let heads = RemoteHeads::from_branches(&state.branches, &state.nicknames);
+    report_heads(&ui, &name, &RemoteHeads::from_branches(&state.branches, &state.nicknames));
+    Ok(exit::OK)
+}
+
+/// Prints a remote's branches (`REMOTE/BRANCH: heads`), as text or as the command's JSON.
+fn report_heads(ui: &Ui, name: &str, heads: &RemoteHeads) {
     for (key, hs) in &heads.branches {
+        let diverged = if hs.len() > 1 { " (diverged)" } else { "" };
         ui.say(format!(
-            "  {name}/{}: {}",
+            "  {name}/{}: {}{diverged}",
             heads.name_of(key),
             hs.iter().map(|h| &h[..12]).collect::<Vec<_>>().join(", ")
         ));
     }
     ui.emit(json!({ "remote": name, "branches": heads.branches, "nicknames": heads.nicknames }));
-    Ok(exit::OK)
 }
 
 fn no_repository(s: &Session, name: &str) -> anyhow::Error {
@@ -423,14 +428,6 @@ pub async fn push(base: &Path, remote: Option<String>, diverge: bool, ui: Ui) ->
     let state = result?;
     let heads = RemoteHeads::from_branches(&state.branches, &state.nicknames);
     s.wd.save_remote_heads(&name, &heads)?;
-    for (key, hs) in &heads.branches {
-        let diverged = if hs.len() > 1 { " (diverged)" } else { "" };
-        ui.say(format!(
-            "  {name}/{}: {}{diverged}",
-            heads.name_of(key),
-            hs.iter().map(|h| &h[..12]).collect::<Vec<_>>().join(", ")
-        ));
-    }
-    ui.emit(json!({ "remote": name, "branches": heads.branches, "nicknames": heads.nicknames }));
+    report_heads(&ui, &name, &heads);
     Ok(exit::OK)
 }
