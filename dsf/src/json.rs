@@ -163,14 +163,17 @@ pub struct Parsed {
     pub root_type: TypeId,
     /// Elements the document describes that `known` did not hold, children before parents.
     pub new_elements: Vec<Element>,
+    /// Objects whose `"@key"` was missing or not their key: with none, rendering the graph
+    /// again would only change the document's layout.
+    pub stale_keys: usize,
 }
 
 /// Reads a document into elements. Objects are hashed again; `known` supplies the objects that
 /// `{"@ref": KEY}` names and the elements `"@key"` hints at.
 pub fn parse(registry: &Registry, alg: HashAlgorithm, known: &Elements, doc: Json) -> Result<Parsed> {
-    let mut p = Parser { registry, alg, known, new: Vec::new(), new_keys: HashSet::new() };
+    let mut p = Parser { registry, alg, known, new: Vec::new(), new_keys: HashSet::new(), stale_keys: 0 };
     let (root, root_type, _) = p.object(doc, "root")?;
-    Ok(Parsed { root, root_type, new_elements: p.new })
+    Ok(Parsed { root, root_type, new_elements: p.new, stale_keys: p.stale_keys })
 }
 
 /// Calls `visit` on every JSON object of a document, outermost first; `visit` returns whether
@@ -207,6 +210,7 @@ struct Parser<'a> {
     known: &'a Elements,
     new: Vec<Element>,
     new_keys: HashSet<Key>,
+    stale_keys: usize,
 }
 
 impl Parser<'_> {
@@ -263,6 +267,9 @@ impl Parser<'_> {
             && DynamicMessage::decode(desc, old.value().as_ref()).is_ok_and(|m| m == msg)
         {
             e = old.clone();
+        }
+        if hint != Some(e.key()) {
+            self.stale_keys += 1;
         }
         let out = (e.key(), ty, e.is_leaf());
         if !self.known.contains(&e.key()) && self.new_keys.insert(e.key()) {

@@ -38,6 +38,7 @@ fn render_then_parse_is_identity() {
     assert_eq!(parsed.root, root);
     assert_eq!(parsed.root_type, TypeId::new(20003, 1));
     assert!(parsed.new_elements.is_empty(), "{:?}", parsed.new_elements);
+    assert_eq!(parsed.stale_keys, 0, "every @key is right");
 }
 
 /// An object met a second time is written `{"@ref": KEY}` and reads back as the same link.
@@ -59,6 +60,7 @@ fn an_edit_renews_the_path_to_the_root_only() {
     doc["person"][1]["email"] = json!("john@example.org");
     let parsed = parse(&r, doc).unwrap();
     assert_ne!(parsed.root, root);
+    assert_eq!(parsed.stale_keys, 2, "John's and the book's @key are out of date");
     let types: Vec<TypeId> = parsed.new_elements.iter().map(Element::ty).collect();
     assert_eq!(types, vec![TypeId::new(20001, 1), TypeId::new(20003, 1)], "John, then the book");
     let john: Person = parsed.new_elements[0].decode_as().unwrap();

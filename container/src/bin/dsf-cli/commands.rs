@@ -327,8 +327,9 @@ async fn commit(base: &Path, message: &str, ui: Ui) -> Result<i32> {
 }
 
 /// Commits a parsed document (after a merge, with its pending merge parent), saves, and
-/// rewrites the document from the commit (fresh `@key`s).
+/// rewrites the document from the commit when some `@key` is out of date.
 async fn record(s: &Session, sr: &mut Stored<'_>, parsed: json::Parsed, message: &str) -> Result<Key> {
+    let stale = parsed.stale_keys;
     let repo = sr.repository_mut();
     repo.add_elements(parsed.new_elements)?;
     let id = repo.adopt(parsed.root)?;
@@ -338,7 +339,12 @@ async fn record(s: &Session, sr: &mut Stored<'_>, parsed: json::Parsed, message:
     s.state_mut().branch = sr.repository().current_branch_key().map(str::to_owned);
     s.state_mut().detached = false;
     s.state_mut().merge = None;
-    s.write_checkout(sr.repository(), key)?;
+    if stale == 0 {
+        s.state_mut().commit = Some(key.to_hex());
+        s.save_state()?;
+    } else {
+        s.write_checkout(sr.repository(), key)?;
+    }
     Ok(key)
 }
 
