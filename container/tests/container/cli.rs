@@ -503,7 +503,8 @@ fn exchange_through(ds: &Datastore) {
 }
 
 /// A store folder as a remote: push creates the store there, clone copies from it (also
-/// from another working copy's folder), and a pull brings a change made in the clone.
+/// from another working copy's folder, which refuses pushes), and a pull brings a change made
+/// in the clone.
 #[test]
 fn store_folder_remote_push_and_clone() {
     let scratch = tempfile::tempdir().unwrap();
@@ -529,6 +530,12 @@ fn store_folder_remote_push_and_clone() {
     let c = Copy::clone_from(&a.dir.to_string_lossy(), &a.key(), scratch.path().join("c"));
     assert_eq!(c.document(), a.document());
     assert_eq!(c.history("HEAD"), a.history("HEAD"));
+    // Pushing into another working copy would move branches under its root.json: refused.
+    c.change("Bob is Robert", |d| d["person"][1]["name"] = json!("Robert"));
+    let head = a.head();
+    let refused = c.fails(&["push"], 1);
+    assert!(refused.contains("another working copy"), "{refused}");
+    assert_eq!(a.head(), head);
 }
 
 // ----- the local store ------------------------------------------------------------------------

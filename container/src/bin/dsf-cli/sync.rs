@@ -390,6 +390,15 @@ pub async fn pull(base: &Path, remote: Option<String>, policy: MergePolicy, ui: 
 pub async fn push(base: &Path, remote: Option<String>, diverge: bool, ui: Ui) -> Result<i32> {
     let s = Session::open(base)?;
     let (name, target) = remote_of(&s.wd, remote)?;
+    if let Target::Local { path } = &target
+        && path.ends_with(Path::new(crate::workdir::DOT).join("store"))
+    {
+        return Err(fail(format!(
+            "{name} is another working copy: a push would move its branches under its root.json"
+        ))
+        .hint("push to a store folder (any new folder will do), or pull from this copy over there")
+        .into());
+    }
     let mut sr = s.repo().await?;
     if sr.repository().commits().next().is_none() {
         return Err(fail("nothing to push: there are no commits").hint("`dsf-cli commit -m MESSAGE` first").into());
