@@ -180,11 +180,7 @@ pub fn parse(registry: &Registry, alg: HashAlgorithm, known: &Elements, doc: Jso
 /// to look inside the object.
 fn each_object(doc: &Json, visit: &mut dyn FnMut(&Map<String, Json>) -> bool) {
     match doc {
-        Json::Object(m) => {
-            if visit(m) {
-                m.values().for_each(|v| each_object(v, visit));
-            }
-        }
+        Json::Object(m) if visit(m) => m.values().for_each(|v| each_object(v, visit)),
         Json::Array(items) => items.iter().for_each(|v| each_object(v, visit)),
         _ => {}
     }
