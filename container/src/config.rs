@@ -5,6 +5,7 @@
 //! broker = "amqp://guest:guest@127.0.0.1:5672/%2f"       # omit to serve gRPC only
 //! grpc = "127.0.0.1:50051"                               # omit to serve AMQP only
 //! max_message = 67108864                                 # largest request accepted, bytes
+//! types = ["my-types.pb"]                                # descriptor sets of user types
 //!
 //! [store]
 //! kind = "rocksdb"                                       # or "cassandra", "memory"
@@ -33,6 +34,10 @@ pub struct Config {
     pub grpc: Option<String>,
     /// The largest request accepted over AMQP, in bytes.
     pub max_message: Option<usize>,
+    /// Descriptor sets (`protoc --include_imports --descriptor_set_out`) of user types, relative
+    /// to the configuration file: objects of types the datastore does not know are refused.
+    #[serde(default)]
+    pub types: Vec<PathBuf>,
     /// The store.
     #[serde(default)]
     pub store: StoreConfig,

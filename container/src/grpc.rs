@@ -624,8 +624,11 @@ impl GrpcClient {
 
     fn decode_batch(&self, batch: &ElementBatch, out: &mut Vec<Element>) -> Result<()> {
         for bytes in &batch.elements {
-            let e = Element::decode(&self.registry, bytes)
-                .map_err(|e| Error::Protocol(format!("the datastore sent an invalid element: {e}")))?;
+            let e = Element::decode(&self.registry, bytes).map_err(|e| match e {
+                // Not the datastore's fault: this side lacks the type.
+                dsf::Error::UnknownType { .. } => Error::Dsf(e),
+                e => Error::Protocol(format!("the datastore sent an invalid element: {e}")),
+            })?;
             out.push(e);
         }
         Ok(())

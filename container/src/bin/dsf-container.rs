@@ -31,6 +31,7 @@ Configuration (TOML):
   broker = \"amqp://guest:guest@127.0.0.1:5672/%2f\"  # omit to serve gRPC only
   grpc = \"127.0.0.1:50051\"                          # omit to serve AMQP only
   max_message = 67108864                            # largest request, bytes
+  types = [\"my-types.pb\"]                           # descriptor sets of user types
 
   [store]
   kind = \"rocksdb\"                                  # the default
@@ -80,23 +81,45 @@ fn main() -> ExitCode {
 async fn run(path: PathBuf) -> Result<()> {
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let config = Config::parse(&text).map_err(anyhow::Error::msg).with_context(|| format!("in {}", path.display()))?;
+    let registry = registry(&config, &path)?;
     match &config.store {
         StoreConfig::Rocksdb { path } => {
             let store = RocksStore::open(path).with_context(|| format!("opening RocksDB at {}", path.display()))?;
-            serve(store, config).await
+            serve(store, registry, config).await
         }
         StoreConfig::Cassandra { contact_points, keyspace } => {
             let mut c = CassandraConfig::new(keyspace.clone());
             c.contact_points = contact_points.clone();
             let store = CassandraStore::connect(c).await.context("connecting to Cassandra")?;
-            serve(store, config).await
+            serve(store, registry, config).await
         }
-        StoreConfig::Memory => serve(MemoryStore::default(), config).await,
+        StoreConfig::Memory => serve(MemoryStore::default(), registry, config).await,
     }
 }
 
-async fn serve<S: Store + 'static>(store: S, config: Config) -> Result<()> {
-    let ds = Datastore::new(Arc::new(store), Registry::builtin());
+/// The built-in types and those of the configured descriptor sets (paths relative to the
+/// configuration file).
+fn registry(config: &Config, config_path: &std::path::Path) -> Result<Registry> {
+    let base = config_path.parent().unwrap_or(std::path::Path::new("."));
+    let sets = config
+        .types
+        .iter()
+        .map(|t| {
+            let path = base.join(t);
+            std::fs::read(&path).with_context(|| format!("reading the descriptor set {}", path.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut all: Vec<&[u8]> = vec![dsf::proto::DESCRIPTOR_SET];
+    all.extend(sets.iter().map(Vec::as_slice));
+    let registry = Registry::from_descriptor_sets(&all).context("registering the configured types")?;
+    if !config.types.is_empty() {
+        tracing::info!(types = registry.types().len(), "registered the configured descriptor sets");
+    }
+    Ok(registry)
+}
+
+async fn serve<S: Store + 'static>(store: S, registry: Registry, config: Config) -> Result<()> {
+    let ds = Datastore::new(Arc::new(store), registry.clone());
     let preloaded = ds.preload().await.context("preloading the bootstrap repositories")?;
     tracing::info!(preloaded, "store ready");
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -116,6 +139,7 @@ async fn serve<S: Store + 'static>(store: S, config: Config) -> Result<()> {
     if let Some(url) = &config.broker {
         let mut cc = ContainerConfig::new(url.clone(), config.sysname.clone());
         cc.max_message = config.max_message.unwrap_or(DEFAULT_MAX_MESSAGE);
+        cc.registry = registry;
         let c = Container::start(cc).await?;
         let service = Arc::new(DatastoreService::new(ds.clone()));
         for app in &config.apps {

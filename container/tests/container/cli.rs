@@ -538,6 +538,114 @@ fn store_folder_remote_push_and_clone() {
     assert_eq!(a.head(), head);
 }
 
+// ----- user types -----------------------------------------------------------------------------
+
+/// A descriptor set declaring `acme.Station` (type 90002): a name and links to sensors, as
+/// `protoc --include_imports --descriptor_set_out` would write it (the imported link.proto is
+/// one of the built-in files).
+fn station_descriptor_set() -> Vec<u8> {
+    use prost::Message as _;
+    use prost_types::field_descriptor_proto::{Label, Type};
+    use prost_types::{
+        DescriptorProto, EnumDescriptorProto, EnumValueDescriptorProto, FieldDescriptorProto, FileDescriptorProto,
+        FileDescriptorSet,
+    };
+    let value = |name: &str, number: i32| EnumValueDescriptorProto {
+        name: Some(name.into()),
+        number: Some(number),
+        ..Default::default()
+    };
+    let field = |name: &str, number: i32, label: Label, ty: Type, type_name: Option<&str>| FieldDescriptorProto {
+        name: Some(name.into()),
+        number: Some(number),
+        label: Some(label as i32),
+        r#type: Some(ty as i32),
+        type_name: type_name.map(Into::into),
+        ..Default::default()
+    };
+    let station = DescriptorProto {
+        name: Some("Station".into()),
+        field: vec![
+            field("name", 1, Label::Optional, Type::String, None),
+            field("sensors", 2, Label::Repeated, Type::Message, Some(".net.ooici.core.link.CASRef")),
+        ],
+        enum_type: vec![EnumDescriptorProto {
+            name: Some("_MessageTypeIdentifier".into()),
+            value: vec![value("_ID", 90002), value("_VERSION", 1)],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let file = FileDescriptorProto {
+        name: Some("acme/station.proto".into()),
+        package: Some("acme".into()),
+        dependency: vec!["net/ooici/core/link/link.proto".into()],
+        message_type: vec![station],
+        syntax: Some("proto2".into()),
+        ..Default::default()
+    };
+    FileDescriptorSet { file: vec![file] }.encode_to_vec()
+}
+
+/// Objects of a user type travel when both ends know the type: a datastore configured with the
+/// descriptor set (`types` in its file) takes the push, and `clone --types` copies it; a
+/// datastore that does not know the type refuses the push with a clear error (exit 4), and a
+/// clone without the types says how to register them.
+#[test]
+fn user_types_travel_with_their_descriptor_sets() {
+    let scratch = tempfile::tempdir().unwrap();
+    let types = scratch.path().join("station.pb");
+    std::fs::write(&types, station_descriptor_set()).unwrap();
+    let a = Copy::init(scratch.path().join("a"));
+    let added = a.json(&["types", "add", &types.to_string_lossy()]);
+    assert_eq!(added["added"], json!([{"id": 90002, "version": 1, "name": "acme.Station"}]));
+    std::fs::write(
+        a.document_path(),
+        serde_json::to_vec(&json!({
+            "@type": "acme.Station",
+            "name": "North buoy",
+            "sensors": [
+                {"@type": "net.ooici.play.Person", "name": "thermometer", "id": 1},
+                {"@type": "net.ooici.play.Person", "name": "barometer", "id": 2},
+            ],
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    a.commit("a station");
+
+    // A datastore without the type cannot verify the station's links: the push is refused.
+    let plain = Datastore::grpc();
+    a.json(&["remote", "add", "plain", &plain.url]);
+    let refused = a.fails(&["push", "plain"], 4);
+    assert!(refused.contains("90002"), "{refused}");
+
+    // One configured with the descriptor set takes it.
+    let port = free_port();
+    let config = format!("grpc = \"127.0.0.1:{port}\"\ntypes = [\"{}\"]\n", types.display());
+    let (mut process, _dir) = Datastore::start(&config);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        Datastore::check_alive(&mut process);
+        assert!(Instant::now() < deadline, "dsf-container did not serve gRPC on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("grpc://127.0.0.1:{port}");
+    a.json(&["remote", "add", "typed", &url]);
+    assert_eq!(master_heads(&a.json(&["push", "typed"])), BTreeSet::from([a.head()]));
+
+    let parent = scratch.path();
+    let without = dsf_cli(parent, &["--json", "clone", &url, &a.key(), "b"]).expect(1).doc();
+    assert!(without["hint"].as_str().is_some_and(|h| h.contains("--types")), "{without}");
+    assert!(!parent.join("b").exists(), "a failed clone leaves nothing behind");
+    let b =
+        dsf_cli(parent, &["--json", "clone", &url, &a.key(), "b", "--types", &types.to_string_lossy()]).expect(0).doc();
+    assert_eq!(b["commit"], a.head());
+    let b = Copy { dir: parent.join("b") };
+    assert_eq!(b.document(), a.document());
+    assert_eq!(b.document()["sensors"][1]["name"], "barometer");
+}
+
 // ----- the local store ------------------------------------------------------------------------
 
 /// `fsck` passes a clean copy (exit 0) and finds an element whose stored bytes were changed

@@ -107,7 +107,9 @@ impl Remote {
     pub async fn connect(target: &Target, registry: &Registry) -> Result<Remote> {
         Ok(match target {
             Target::Amqp { broker, sysname } => {
-                let container = Container::start(ContainerConfig::new(broker.clone(), Some(sysname.clone()))).await?;
+                let mut config = ContainerConfig::new(broker.clone(), Some(sysname.clone()));
+                config.registry = registry.clone();
+                let container = Container::start(config).await?;
                 let client = AmqpClient::spawn(&container, None).await?;
                 Remote::Amqp { container: Box::new(container), client }
             }
