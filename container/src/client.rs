@@ -221,11 +221,8 @@ impl AmqpClient {
     /// repository's excluded types). Received heads fast-forward or diverge the local
     /// branches; the workspace is not checked out.
     pub async fn pull(&self, repo: &mut Repository, head_content: bool, excluded: Option<Vec<TypeId>>) -> Result<()> {
-        let mut have: Vec<Key> = repo.commits().map(|c| c.key).collect();
-        if head_content {
-            have.extend(repo.elements().iter().filter(|e| e.ty() != TypeId::COMMIT).map(|e| e.key()));
-        }
-        let parts = self.request_pull(repo.key(), &have, head_content, excluded.as_deref()).await?;
+        let parts =
+            self.request_pull(repo.key(), &have_keys(repo, head_content), head_content, excluded.as_deref()).await?;
         if let Some(ex) = excluded {
             repo.set_excluded_types(ex);
         }
@@ -236,11 +233,7 @@ impl AmqpClient {
     /// keeps them, the commits the repository lacks and, with `head_content`, the heads'
     /// content it lacks. An unknown repository is a 404 application error.
     pub async fn fetch(&self, repo: &Repository, head_content: bool) -> Result<Fetched> {
-        let mut have: Vec<Key> = repo.commits().map(|c| c.key).collect();
-        if head_content {
-            have.extend(repo.elements().iter().filter(|e| e.ty() != TypeId::COMMIT).map(|e| e.key()));
-        }
-        let parts = self.request_pull(repo.key(), &have, head_content, None).await?;
+        let parts = self.request_pull(repo.key(), &have_keys(repo, head_content), head_content, None).await?;
         self.assume_heads(repo.key(), parts.branches.iter().flat_map(|b| b.heads.iter().copied()).collect());
         let PullParts { branches, nicknames, commits, blobs, .. } = parts;
         Ok(Fetched { branches, nicknames, elements: commits.into_iter().chain(blobs).collect() })
@@ -443,6 +436,16 @@ struct PullParts {
     nicknames: BTreeMap<String, String>,
     commits: Vec<Element>,
     blobs: Vec<Element>,
+}
+
+/// What a pull lists as held (ION's have-list): every commit and, when head content is wanted,
+/// every object.
+fn have_keys(repo: &Repository, head_content: bool) -> Vec<Key> {
+    let mut have: Vec<Key> = repo.commits().map(|c| c.key).collect();
+    if head_content {
+        have.extend(repo.elements().iter().filter(|e| e.ty() != TypeId::COMMIT).map(|e| e.key()));
+    }
+    have
 }
 
 fn protocol(e: ServiceError) -> Error {

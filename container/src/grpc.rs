@@ -363,6 +363,17 @@ impl<S: Store + 'static> datastore_server::Datastore for GrpcDatastore<S> {
 
 // ----- client --------------------------------------------------------------------------------
 
+/// The commits a pull says it has: all of them, or with `head_content` only those whose content
+/// is here completely (not below `excluded` types): the rest of it is still wanted.
+fn have_commits(repo: &Repository, head_content: bool, excluded: &[TypeId]) -> Result<Vec<Key>> {
+    if !head_content {
+        return Ok(repo.commits().map(|c| c.key).collect());
+    }
+    let roots: Vec<(Key, Option<Key>)> = repo.commits().map(|c| (c.key, c.root.as_ref().map(|r| r.key))).collect();
+    let complete = complete_graphs(repo, roots.iter().filter_map(|r| r.1), excluded)?;
+    Ok(roots.iter().filter(|(_, r)| r.is_none_or(|r| complete.contains(&r))).map(|(c, _)| *c).collect())
+}
+
 /// A datastore client over gRPC. Cheap to clone: clones share the connection.
 #[derive(Debug, Clone)]
 pub struct GrpcClient {
@@ -536,15 +547,7 @@ impl GrpcClient {
         excluded: Option<Vec<TypeId>>,
     ) -> Result<PullOutcome> {
         let excluded = excluded.unwrap_or_default();
-        let have: Vec<Key> = if head_content {
-            // Only the commits whose content is here completely: the rest of it is still wanted.
-            let roots: Vec<(Key, Option<Key>)> =
-                repo.commits().map(|c| (c.key, c.root.as_ref().map(|r| r.key))).collect();
-            let complete = complete_graphs(repo, roots.iter().filter_map(|r| r.1), &excluded)?;
-            roots.iter().filter(|(_, r)| r.is_none_or(|r| complete.contains(&r))).map(|(c, _)| *c).collect()
-        } else {
-            repo.commits().map(|c| c.key).collect()
-        };
+        let have = have_commits(repo, head_content, &excluded)?;
         let pulled = self.request_pull(repo.key(), &have, head_content, &excluded).await?;
         if !excluded.is_empty() {
             repo.set_excluded_types(excluded);
@@ -558,14 +561,7 @@ impl GrpcClient {
     /// commits the repository lacks and, with `head_content`, the heads' content it lacks. An
     /// unknown repository is a NOT_FOUND application error.
     pub async fn fetch(&self, repo: &Repository, head_content: bool) -> Result<crate::client::Fetched> {
-        let have: Vec<Key> = if head_content {
-            let roots: Vec<(Key, Option<Key>)> =
-                repo.commits().map(|c| (c.key, c.root.as_ref().map(|r| r.key))).collect();
-            let complete = complete_graphs(repo, roots.iter().filter_map(|r| r.1), &[])?;
-            roots.iter().filter(|(_, r)| r.is_none_or(|r| complete.contains(&r))).map(|(c, _)| *c).collect()
-        } else {
-            repo.commits().map(|c| c.key).collect()
-        };
+        let have = have_commits(repo, head_content, &[])?;
         let Pulled { heads, elements, .. } = self.request_pull(repo.key(), &have, head_content, &[]).await?;
         let elements = elements.into_iter().filter(|e| !repo.elements().contains(&e.key())).collect();
         Ok(crate::client::Fetched { branches: heads.branches, nicknames: heads.nicknames, elements })

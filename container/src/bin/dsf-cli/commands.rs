@@ -149,8 +149,13 @@ fn print_changes(ui: &Ui, changes: &[Change]) {
 }
 
 /// The document's changes against the checked-out commit (`None`: no document).
-async fn working_changes(s: &Session, sr: &mut Stored<'_>, head: Option<Key>) -> Result<Option<(Key, Vec<Change>)>> {
-    let Some(doc) = s.wd.read_document()? else { return Ok(None) };
+async fn working_changes(
+    s: &Session,
+    sr: &mut Stored<'_>,
+    head: Option<Key>,
+    doc: Option<Json>,
+) -> Result<Option<(Key, Vec<Change>)>> {
+    let Some(doc) = doc else { return Ok(None) };
     let parsed = s.parse(sr, doc).await?;
     let root = parsed.root;
     sr.repository_mut().add_elements(parsed.new_elements)?;
@@ -225,7 +230,7 @@ async fn status(base: &Path, ui: Ui) -> Result<i32> {
     if state.merge.is_some() {
         ui.say("Every conflict is resolved: `dsf-cli merge --continue` commits the merge.");
     }
-    match working_changes(&s, &mut sr, head).await? {
+    match working_changes(&s, &mut sr, head, doc).await? {
         None if head.is_none() => {
             ui.say(format!("No {DOCUMENT} yet: `dsf-cli import FILE` writes one."));
             out["clean"] = json!(true);
@@ -1082,13 +1087,11 @@ async fn export(base: &Path, rev: Option<String>, format: &str, output: Option<P
         b.push(b'\n');
         b
     } else {
-        let count = elements.len();
         let mut items: HashMap<Key, Element> = elements.into_iter().map(|e| (e.key(), e)).collect();
         let head = items.remove(&root).context("the root was collected")?;
         if output.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
             return Err(fail("binary output to a terminal").hint("add -o FILE, or redirect standard output").into());
         }
-        let _ = count;
         Envelope { head, items }.encode()
     };
     match &output {

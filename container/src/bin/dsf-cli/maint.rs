@@ -41,12 +41,9 @@ pub async fn fsck(base: &Path, ui: Ui) -> Result<i32> {
                     if s.registry.get(e.ty()).is_some() {
                         match e.links(&s.registry) {
                             Ok(links) => {
-                                let mut distinct: Vec<Key> = Vec::new();
-                                for (k, _) in links {
-                                    if !distinct.contains(&k) {
-                                        distinct.push(k);
-                                    }
-                                }
+                                let mut seen = HashSet::new();
+                                let distinct: Vec<Key> =
+                                    links.into_iter().map(|(k, _)| k).filter(|k| seen.insert(*k)).collect();
                                 if distinct != e.children() {
                                     problems.push(Problem {
                                         key: *key,
