@@ -5,6 +5,8 @@
 //! broker = "amqp://guest:guest@127.0.0.1:5672/%2f"       # omit to serve gRPC only
 //! grpc = "127.0.0.1:50051"                               # omit to serve AMQP only
 //! max_message = 67108864                                 # largest request accepted, bytes
+//! durable_queues = false                                 # true: requests survive a broker restart
+//! broker_retry_secs = 300                                # give up on a lost broker after; 0: never
 //! types = ["my-types.pb"]                                # descriptor sets of user types
 //!
 //! [store]
@@ -34,6 +36,13 @@ pub struct Config {
     pub grpc: Option<String>,
     /// The largest request accepted over AMQP, in bytes.
     pub max_message: Option<usize>,
+    /// Declare the worker queue durable, so that it and the (persistent) requests in it survive
+    /// a broker restart. ION's worker queues are not durable (the default).
+    #[serde(default)]
+    pub durable_queues: bool,
+    /// How long, in seconds, to try reconnecting to a lost broker before the container exits
+    /// (code 3); 0: forever. Default 300.
+    pub broker_retry_secs: Option<u64>,
     /// Descriptor sets (`protoc --include_imports --descriptor_set_out`) of user types, relative
     /// to the configuration file: objects of types the datastore does not know are refused.
     #[serde(default)]
@@ -97,6 +106,15 @@ fn default_apps() -> Vec<App> {
 }
 
 impl Config {
+    /// How long to try reconnecting to a lost broker; `None`: forever.
+    pub fn broker_retry(&self) -> Option<std::time::Duration> {
+        match self.broker_retry_secs {
+            None => Some(crate::amqp::DEFAULT_BROKER_RETRY),
+            Some(0) => None,
+            Some(s) => Some(std::time::Duration::from_secs(s)),
+        }
+    }
+
     /// Parses a configuration, checking what it names.
     pub fn parse(text: &str) -> Result<Config, String> {
         let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
@@ -134,5 +152,19 @@ mod tests {
         assert!(Config::parse("").unwrap_err().contains("neither"));
         assert!(Config::parse("grpc = \"a\"\n[[apps]]\nname = \"mail\"").unwrap_err().contains("unknown app"));
         assert!(Config::parse("grpc = \"a\"\nbrokr = \"x\"").unwrap_err().contains("unknown field"));
+    }
+
+    #[test]
+    fn broker_keys() {
+        let c = Config::parse("broker = \"amqp://x\"").unwrap();
+        assert!(!c.durable_queues);
+        assert_eq!(c.broker_retry(), Some(crate::amqp::DEFAULT_BROKER_RETRY));
+        let c = Config::parse("broker = \"amqp://x\"\ndurable_queues = true\nbroker_retry_secs = 0").unwrap();
+        assert!(c.durable_queues);
+        assert_eq!(c.broker_retry(), None, "0: retry forever");
+        let c = Config::parse("broker = \"amqp://x\"\nbroker_retry_secs = 7").unwrap();
+        assert_eq!(c.broker_retry(), Some(std::time::Duration::from_secs(7)));
+        assert!(Config::parse("broker = \"amqp://x\"\ndurable_queues = \"yes\"").is_err());
+        assert!(Config::parse("broker = \"amqp://x\"\nbroker_retry_secs = -1").is_err());
     }
 }

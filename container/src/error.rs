@@ -125,6 +125,20 @@ pub enum Error {
     /// The broker could not be reached or failed.
     #[error("message broker: {0}")]
     Broker(String),
+    /// The container has lost its broker connection and is reconnecting: nothing was sent.
+    /// Retrying later can succeed.
+    #[error("message broker unavailable: {0}")]
+    Unavailable(String),
+    /// The broker connection dropped while the call waited for its reply: the request may or
+    /// may not have been handled (a durable worker queue redelivers it). Retrying later can
+    /// succeed; push and put_blobs are idempotent.
+    #[error("{op} to {target}: the broker connection was lost before the reply came")]
+    ConnectionLost {
+        /// The operation.
+        op: String,
+        /// The service it was sent to.
+        target: String,
+    },
     /// The gRPC transport failed.
     #[error("gRPC transport: {0}")]
     Transport(String),
@@ -154,8 +168,15 @@ impl Error {
                 Some(error.code)
             }
             Error::Timeout { .. } => Some(ResponseCodes::Timeout),
+            Error::Unavailable(_) | Error::ConnectionLost { .. } => Some(ResponseCodes::ServiceUnavailable),
             _ => None,
         }
+    }
+
+    /// The broker connection was down or dropped: the call can be retried once the container
+    /// has reconnected.
+    pub fn is_connection_loss(&self) -> bool {
+        matches!(self, Error::Unavailable(_) | Error::ConnectionLost { .. })
     }
 }
 

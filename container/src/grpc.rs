@@ -73,6 +73,9 @@ pub const BATCH_BYTES: usize = 1 << 20;
 /// A server-streaming response.
 type Parts<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send + 'static>>;
 
+/// The gRPC service name of the datastore (`package.Service`), as the health service names it.
+pub const SERVICE_NAME: &str = "dsf.datastore.Datastore";
+
 /// Serves the datastore over gRPC on `listener` until `shutdown` completes; calls in progress
 /// then finish before this returns.
 pub async fn serve<S: Store + 'static>(
@@ -80,6 +83,29 @@ pub async fn serve<S: Store + 'static>(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    serve_with(ds, listener, shutdown, None).await
+}
+
+/// [`serve`], with the standard health service (`grpc.health.v1.Health`) beside the datastore,
+/// reporting what `health` is told.
+pub async fn serve_with_health<S: Store + 'static>(
+    ds: Arc<Datastore<S>>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    health: tonic_health::server::HealthReporter,
+) -> Result<()> {
+    serve_with(ds, listener, shutdown, Some(health)).await
+}
+
+async fn serve_with<S: Store + 'static>(
+    ds: Arc<Datastore<S>>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    health: Option<tonic_health::server::HealthReporter>,
+) -> Result<()> {
+    let health = health.map(|h| {
+        tonic_health::pb::health_server::HealthServer::new(tonic_health::server::HealthService::from_health_reporter(h))
+    });
     let service = DatastoreServer::new(GrpcDatastore::new(ds))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -92,6 +118,7 @@ pub async fn serve<S: Store + 'static>(
     });
     tonic::transport::Server::builder()
         .add_service(service)
+        .add_optional_service(health)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|e| Error::Transport(format!("the gRPC server failed: {}", error_chain(&e))))

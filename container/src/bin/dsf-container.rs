@@ -4,18 +4,22 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use dsf::Registry;
 use dsf::store::Store;
 use dsf::store::memory::MemoryStore;
-use dsf_container::amqp::{Container, ContainerConfig, DEFAULT_MAX_MESSAGE};
+use dsf_container::amqp::{BrokerStatus, Container, ContainerConfig, DEFAULT_MAX_MESSAGE};
 use dsf_container::config::{Config, StoreConfig};
 use dsf_container::datastore::Datastore;
+use dsf_container::datastore::preload::ROOT_IDENTITY;
 use dsf_container::datastore::service::{DatastoreService, SERVICE};
 use dsf_store_backends::cassandra::{CassandraConfig, CassandraStore};
 use dsf_store_backends::rocks::RocksStore;
 use tokio::sync::watch;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 const HELP: &str = "\
 dsf-container: a capability container running DSF's datastore service
@@ -26,11 +30,21 @@ Serves the datastore over AMQP (ION's message protocol, on the worker queue
 <sysname>.datastore of the broker) and/or gRPC, on the store the file names.
 Stops cleanly on SIGTERM or Ctrl-C: requests in flight are finished first.
 
+When the broker connection drops, the container reconnects (backoff from 0.1 s
+doubling to 5 s, with jitter), declares its exchange and queues again and serves
+again; requests not acknowledged at the drop are redelivered and handled again
+(push and put_blobs are idempotent). The broker must be reachable at start.
+
 Configuration (TOML):
   sysname = \"dsf\"                                   # scopes service queues
   broker = \"amqp://guest:guest@127.0.0.1:5672/%2f\"  # omit to serve gRPC only
   grpc = \"127.0.0.1:50051\"                          # omit to serve AMQP only
   max_message = 67108864                            # largest request, bytes
+  durable_queues = false                            # true: a durable worker queue;
+                                                    # its requests survive a broker
+                                                    # restart (default false: ION's)
+  broker_retry_secs = 300                           # a lost broker not back within
+                                                    # this: exit 3 (0: retry forever)
   types = [\"my-types.pb\"]                           # descriptor sets of user types
 
   [store]
@@ -43,6 +57,19 @@ Configuration (TOML):
   [[apps]]
   name = \"datastore\"
   instances = 2                                     # processes sharing the queue
+
+Probes: the gRPC listener also serves grpc.health.v1.Health: services \"\" and
+  \"dsf.datastore.Datastore\" are SERVING while the store answers and (with a
+  broker) the connection is up with every process active, NOT_SERVING otherwise
+  (e.g. while reconnecting).
+
+Exit codes:
+  0  stopped on SIGTERM or Ctrl-C
+  1  bad configuration, or a failure at start (store, broker, listener)
+  2  bad command line
+  3  lost the broker for good: not reachable again within broker_retry_secs,
+     or it refused the container's queues (e.g. durable_queues differs from
+     the existing worker queue's: PRECONDITION_FAILED)
 
 Logging: RUST_LOG (default info), e.g. RUST_LOG=dsf_container=debug.
 
@@ -71,12 +98,31 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
     match runtime.block_on(run(path)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<BrokerLost>().is_some() => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_BROKER_LOST)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
 }
+
+/// The exit code when the broker is lost for good.
+const EXIT_BROKER_LOST: u8 = 3;
+
+/// The container gave up on its broker.
+#[derive(Debug)]
+struct BrokerLost(String);
+
+impl std::fmt::Display for BrokerLost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "lost the message broker: {}", self.0)
+    }
+}
+
+impl std::error::Error for BrokerLost {}
 
 async fn run(path: PathBuf) -> Result<()> {
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -123,23 +169,13 @@ async fn serve<S: Store + 'static>(store: S, registry: Registry, config: Config)
     let preloaded = ds.preload().await.context("preloading the bootstrap repositories")?;
     tracing::info!(preloaded, "store ready");
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut grpc = None;
-    if let Some(addr) = &config.grpc {
-        let listener =
-            tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening for gRPC on {addr}"))?;
-        let local = listener.local_addr()?;
-        let mut rx = stop_rx.clone();
-        let shutdown = async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        };
-        grpc = Some(tokio::spawn(dsf_container::grpc::serve(Arc::new(ds.clone()), listener, shutdown)));
-        tracing::info!(%local, "serving gRPC");
-    }
     let mut container = None;
     if let Some(url) = &config.broker {
         let mut cc = ContainerConfig::new(url.clone(), config.sysname.clone());
         cc.max_message = config.max_message.unwrap_or(DEFAULT_MAX_MESSAGE);
         cc.registry = registry;
+        cc.durable_queues = config.durable_queues;
+        cc.broker_retry = config.broker_retry();
         let c = Container::start(cc).await?;
         let service = Arc::new(DatastoreService::new(ds.clone()));
         for app in &config.apps {
@@ -148,19 +184,123 @@ async fn serve<S: Store + 'static>(store: S, registry: Registry, config: Config)
                 tracing::info!(process = %p.id(), queue = p.worker_queue().unwrap_or(""), "datastore ready");
             }
         }
-        container = Some(c);
+        container = Some(Arc::new(c));
+    }
+    let mut grpc = None;
+    let mut health = None;
+    if let Some(addr) = &config.grpc {
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening for gRPC on {addr}"))?;
+        let local = listener.local_addr()?;
+        let mut rx = stop_rx.clone();
+        let shutdown = async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let reporter = HealthReporter::new();
+        set_health(&reporter, ServingStatus::NotServing).await;
+        health = Some(tokio::spawn(watch_health(reporter.clone(), ds.clone(), container.clone(), stop_rx.clone())));
+        grpc = Some(tokio::spawn(dsf_container::grpc::serve_with_health(
+            Arc::new(ds.clone()),
+            listener,
+            shutdown,
+            reporter,
+        )));
+        tracing::info!(%local, "serving gRPC");
     }
     tracing::info!("container ready");
-    wait_for_signal().await?;
+    let lost = async {
+        match &container {
+            Some(c) => {
+                let mut watch = c.broker_watch();
+                loop {
+                    match watch.status() {
+                        BrokerStatus::Failed(why) => return why,
+                        BrokerStatus::Closed => std::future::pending::<()>().await,
+                        _ => {}
+                    }
+                    watch.changed().await;
+                }
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let outcome = tokio::select! {
+        r = wait_for_signal() => r.map(|()| None),
+        why = lost => Ok(Some(why)),
+    };
     tracing::info!("stopping");
     let _ = stop_tx.send(true);
     if let Some(c) = container {
         c.terminate().await;
     }
+    if let Some(h) = health {
+        let _ = h.await;
+    }
     if let Some(g) = grpc {
         g.await.context("the gRPC server task")??;
     }
-    Ok(())
+    match outcome? {
+        Some(why) => Err(BrokerLost(why).into()),
+        None => Ok(()),
+    }
+}
+
+/// How often the health watcher probes the store.
+const STORE_PROBE: Duration = Duration::from_secs(5);
+/// How often the health watcher looks at the broker connection and the processes.
+const BROKER_PROBE: Duration = Duration::from_millis(250);
+
+/// Keeps the health service true: SERVING while the store answers and (with a broker) the
+/// connection is up and every process active.
+async fn watch_health<S: Store + 'static>(
+    reporter: HealthReporter,
+    ds: Datastore<S>,
+    container: Option<Arc<Container>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut current = ServingStatus::NotServing;
+    let mut store_ok = false;
+    let mut last_store_probe: Option<Instant> = None;
+    loop {
+        if last_store_probe.is_none_or(|t| t.elapsed() >= STORE_PROBE) {
+            let probe = tokio::time::timeout(STORE_PROBE, ds.heads(ROOT_IDENTITY)).await;
+            let ok = matches!(probe, Ok(Ok(_)));
+            if ok != store_ok {
+                match &probe {
+                    Ok(Ok(_)) => tracing::info!("the store answers"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "the store does not answer"),
+                    Err(_) => tracing::warn!("the store did not answer within {} s", STORE_PROBE.as_secs()),
+                }
+            }
+            store_ok = ok;
+            last_store_probe = Some(Instant::now());
+        }
+        let broker_ok = container.as_ref().is_none_or(|c| c.ready());
+        let status = if store_ok && broker_ok { ServingStatus::Serving } else { ServingStatus::NotServing };
+        if status != current {
+            tracing::info!(%status, store = store_ok, broker = broker_ok, "health");
+            set_health(&reporter, status).await;
+            current = status;
+        }
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(BROKER_PROBE) => false,
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        if stopping {
+            set_health(&reporter, ServingStatus::NotServing).await;
+            // Forgetting the statuses ends every Watch stream (after its NOT_SERVING), so
+            // the gRPC server's graceful shutdown does not wait for them.
+            let mut reporter = reporter;
+            reporter.clear_service_status("").await;
+            reporter.clear_service_status(dsf_container::grpc::SERVICE_NAME).await;
+            return;
+        }
+    }
+}
+
+async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    reporter.set_service_status(dsf_container::grpc::SERVICE_NAME, status).await;
 }
 
 async fn wait_for_signal() -> Result<()> {

@@ -11,5 +11,7 @@ mod extract;
 mod fuzz;
 mod grpc;
 mod multi;
+mod preload;
 mod process;
+mod reconnect;
 mod workbench;

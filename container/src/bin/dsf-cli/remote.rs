@@ -282,6 +282,9 @@ pub fn hint(e: &anyhow::Error) -> Option<String> {
             Some("is the remote running and its address right? `dsf-cli remote list` shows the addresses".into())
         }
         RemoteError::Timeout { .. } => Some("is a datastore service running in that system (sysname)?".into()),
+        RemoteError::Unavailable(_) | RemoteError::ConnectionLost { .. } => {
+            Some("the broker connection dropped: run the command again (a push is safe to repeat)".into())
+        }
         _ => None,
     }
 }
