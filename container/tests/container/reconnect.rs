@@ -285,7 +285,8 @@ async fn processes_are_active_again_after_a_broker_restart() {
 /// The binary with durable_queues = true, cut off its broker: the health service says
 /// NOT_SERVING; a push published meanwhile waits in the durable worker queue through a broker
 /// restart and is served once the container is back (health SERVING again); a push sent after
-/// that is served too.
+/// that is served too. Beside it, a container with ION's non-durable worker queue loses the
+/// push queued for it with the broker restart, as the README says.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_durable_request_waits_for_the_container_through_a_broker_restart() {
     let broker = OwnBroker::start();
@@ -315,6 +316,14 @@ async fn a_durable_request_waits_for_the_container_through_a_broker_restart() {
     let (first, _) = address_book("first");
     client.push(&first).await.unwrap();
 
+    // ION's behaviour, on the same broker behind the same relay.
+    let plain_sys = sysname();
+    let plain_ds = Datastore::new(Arc::new(dsf::store::memory::MemoryStore::default()), Registry::builtin());
+    let plain = Container::start(ContainerConfig::new(relay.url(), Some(plain_sys.clone()))).await.unwrap();
+    plain.spawn("datastore", Some(SERVICE), Arc::new(DatastoreService::new(plain_ds.clone()))).await.unwrap();
+    let plain_clients = Container::start(ContainerConfig::new(broker.url(), Some(plain_sys.clone()))).await.unwrap();
+    let plain_client = Arc::new(AmqpClient::spawn(&plain_clients, None).await.unwrap());
+
     let mut statuses = health
         .watch(HealthCheckRequest { service: dsf_container::grpc::SERVICE_NAME.into() })
         .await
@@ -329,13 +338,27 @@ async fn a_durable_request_waits_for_the_container_through_a_broker_restart() {
         let (client, queued) = (client.clone(), queued.clone());
         tokio::spawn(async move { client.push(&queued).await })
     };
+    let (lost, _) = address_book("queued in a non-durable queue");
+    let plain_pushing = {
+        let (client, lost) = (plain_client.clone(), lost.clone());
+        tokio::spawn(async move { client.push(&lost).await })
+    };
     let queue = format!("{sys}.{SERVICE}");
+    let plain_queue = format!("{plain_sys}.{SERVICE}");
     wait_for_queue_depth(&broker.url(), &queue, 1).await;
+    wait_for_queue_depth(&broker.url(), &plain_queue, 1).await;
     broker.restart().await;
     let err = pushing.await.unwrap().expect_err("the pusher's connection dropped with the broker");
     assert!(err.is_connection_loss(), "a connection loss the caller can match: {err}");
     assert!(matches!(err, Error::ConnectionLost { .. }), "{err}");
+    let err = plain_pushing.await.unwrap().expect_err("the pusher's connection dropped with the broker");
+    assert!(matches!(err, Error::ConnectionLost { .. }), "{err}");
     wait_for_queue_depth(&broker.url(), &queue, 1).await;
+    assert_eq!(
+        queue_depth(&broker.url(), &plain_queue).await,
+        Ok(None),
+        "a non-durable worker queue and its requests do not survive a broker restart"
+    );
 
     relay.resume();
     next_status(&mut statuses, ServingStatus::Serving).await;
@@ -360,6 +383,10 @@ async fn a_durable_request_waits_for_the_container_through_a_broker_restart() {
     let back = grpc.clone_repository(first.key(), true, None).await.unwrap();
     assert_eq!(back.current_heads(), first.current_heads());
 
+    wait_until("the non-durable container is back", || plain.ready()).await;
+    assert!(plain_ds.heads(lost.key()).await.unwrap().is_none(), "the push queued before the restart was lost");
+    plain_clients.terminate().await;
+    plain.terminate().await;
     clients.terminate().await;
     let status = sigterm(&mut child);
     assert!(status.success(), "a clean exit on SIGTERM after the reconnection: {status}");
@@ -410,6 +437,14 @@ async fn a_broker_lost_for_good_is_exit_code_3() {
     std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert_eq!(status.code(), Some(3), "exit code 3 for a lost broker: {stderr}");
     assert!(stderr.contains("lost the message broker") && stderr.contains("broker_retry_secs"), "{stderr}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dsf-container")).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for documented in
+        ["durable_queues", "broker_retry_secs", "grpc.health.v1.Health", "Exit codes", "  3  lost the broker"]
+    {
+        assert!(help.contains(documented), "--help documents {documented:?}");
+    }
 }
 
 /// A worker queue declared durable by one container and not by another: a clear error that
@@ -579,26 +614,32 @@ async fn next_status(statuses: &mut tonic::Streaming<tonic_health::pb::HealthChe
     assert_eq!(found, Ok(true), "the health watch did not report {want:?}");
 }
 
-/// Waits until `queue` holds `depth` ready messages (read with a passive declare).
+/// How many ready messages `queue` holds (a passive declare); `None` if it does not exist.
+async fn queue_depth(url: &str, queue: &str) -> Result<Option<u32>, String> {
+    let conn =
+        lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await.map_err(|e| e.to_string())?;
+    let channel = conn.create_channel().await.map_err(|e| e.to_string())?;
+    let declared = channel
+        .queue_declare(
+            queue.into(),
+            lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
+            lapin::types::FieldTable::default(),
+        )
+        .await;
+    let _ = conn.close(200, "bye".into()).await;
+    match declared {
+        Ok(q) => Ok(Some(q.message_count())),
+        Err(e) if matches!(e.kind(), lapin::ErrorKind::ProtocolError(p) if p.get_id() == 404) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Waits until `queue` holds `depth` ready messages.
 async fn wait_for_queue_depth(url: &str, queue: &str, depth: u32) {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let count = async {
-            let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await.ok()?;
-            let channel = conn.create_channel().await.ok()?;
-            let q = channel
-                .queue_declare(
-                    queue.into(),
-                    lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
-                    lapin::types::FieldTable::default(),
-                )
-                .await
-                .ok();
-            let _ = conn.close(200, "bye".into()).await;
-            q.map(|q| q.message_count())
-        }
-        .await;
-        if count == Some(depth) {
+        let count = queue_depth(url, queue).await;
+        if count == Ok(Some(depth)) {
             return;
         }
         assert!(Instant::now() < deadline, "queue {queue} did not hold {depth} messages: {count:?}");
