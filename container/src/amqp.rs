@@ -393,6 +393,7 @@ async fn lost(conn: &Connection) -> String {
 /// The supervisor: watches the connection and replaces it when it is lost.
 async fn supervise(shared: Arc<Shared>) {
     let mut stop = shared.stop.subscribe();
+    let mut link = shared.link.subscribe();
     let url = redact(&shared.config.broker_url);
     loop {
         let (conn, generation) = {
@@ -405,6 +406,8 @@ async fn supervise(shared: Arc<Shared>) {
         let why = tokio::select! {
             why = lost(&conn) => why,
             _ = stop.wait_for(|s| *s) => return,
+            // A process gave up (a queue the broker refuses): the connection goes.
+            _ = link.wait_for(|l| l.status != BrokerStatus::Connected) => return,
         };
         drop(conn);
         tracing::warn!(container = %shared.id, broker = %url, error = %why, "lost the broker connection: reconnecting");
@@ -525,7 +528,13 @@ async fn run(shared: Arc<Shared>, p: Arc<ProcessInner>, handler: Arc<dyn Handler
             // Terminating: the consumers were cancelled; terminate finishes the rest.
             return;
         }
-        p.endpoint.detach(generation);
+        if let Some(channel) = p.endpoint.detach(generation)
+            && channel.status().connected()
+        {
+            // The broker cancelled the consumers but the channel lives: close it (its
+            // unacknowledged requests go back to their queues) before opening another.
+            let _ = channel.close(200, "reattaching".into()).await;
+        }
         tracing::warn!(process = %id, error = %why, "lost the channel: waiting for the broker");
         p.state.send_replace(ProcessState::Reconnecting(why));
         pause(&mut stop, failures).await;
@@ -876,17 +885,16 @@ impl Endpoint {
         matches!(&*self.0.channel.lock().expect("not poisoned"), Some((c, g)) if *g == generation && c.status().connected())
     }
 
-    /// The channel of `generation` is gone: calls waiting for replies fail with
-    /// [`Error::ConnectionLost`].
-    fn detach(&self, generation: u64) {
-        {
+    /// The channel of `generation` is lost: forgets it (returned) and fails calls waiting for
+    /// replies with [`Error::ConnectionLost`].
+    fn detach(&self, generation: u64) -> Option<Channel> {
+        let channel = {
             let mut channel = self.0.channel.lock().expect("not poisoned");
-            if matches!(&*channel, Some((_, g)) if *g == generation) {
-                *channel = None;
-            }
-        }
+            if matches!(&*channel, Some((_, g)) if *g == generation) { channel.take().map(|(c, _)| c) } else { None }
+        };
         // Dropping the senders wakes every waiting call.
         self.0.pending.lock().expect("not poisoned").clear();
+        channel
     }
 
     /// Calls `op` at `target` (a routing key: a scoped service name or a process id) and

@@ -65,11 +65,11 @@ Probes: the gRPC listener also serves grpc.health.v1.Health: services \"\" and
 
 Exit codes:
   0  stopped on SIGTERM or Ctrl-C
-  1  bad configuration, or a failure at start (store, broker, listener)
+  1  bad configuration, or a failure at start (store, broker, listener, a
+     worker queue declared with other settings: PRECONDITION_FAILED)
   2  bad command line
   3  lost the broker for good: not reachable again within broker_retry_secs,
-     or it refused the container's queues (e.g. durable_queues differs from
-     the existing worker queue's: PRECONDITION_FAILED)
+     or after reconnecting it refused the container's queues
 
 Logging: RUST_LOG (default info), e.g. RUST_LOG=dsf_container=debug.
 
