@@ -471,6 +471,45 @@ async fn a_queue_declared_with_other_settings_is_a_clear_error() {
     plain.terminate().await;
 }
 
+/// A container that, back from a lost connection, finds its worker queue declared with other
+/// settings gives up (Failed, with the reason) instead of retrying forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_queue_refused_after_a_reconnection_is_final() {
+    let relay = Relay::start(shared_broker_addr()).await;
+    let sys = sysname();
+    let queue = format!("{sys}.{SERVICE}");
+    let (store, _dir) = rocksdb();
+    let service = Arc::new(DatastoreService::new(Datastore::new(Arc::new(store), Registry::builtin())));
+    let plain = Container::start(ContainerConfig::new(relay.url(), Some(sys.clone()))).await.unwrap();
+    let process = plain.spawn("datastore", Some(SERVICE), service.clone()).await.unwrap();
+    relay.cut();
+    wait_until("the container lost its broker", || matches!(plain.broker_status(), BrokerStatus::Reconnecting(_)))
+        .await;
+    // Meanwhile the queue is deleted and declared durable by another container.
+    let conn = lapin::Connection::connect(&broker_url(), lapin::ConnectionProperties::default()).await.unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    channel.queue_delete(queue.as_str().into(), Default::default()).await.unwrap();
+    conn.close(200, "bye".into()).await.unwrap();
+    let mut config = ContainerConfig::new(broker_url(), Some(sys));
+    config.durable_queues = true;
+    let durable = Container::start(config).await.unwrap();
+    durable.spawn("datastore", Some(SERVICE), service).await.unwrap();
+
+    relay.resume();
+    let mut watch = plain.broker_watch();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let why = loop {
+        if let BrokerStatus::Failed(why) = watch.status() {
+            break why;
+        }
+        tokio::time::timeout_at(deadline, watch.changed()).await.expect("the container gave up");
+    };
+    assert!(why.contains(&queue) && why.contains("PRECONDITION_FAILED"), "{why}");
+    assert!(matches!(process.state(), ProcessState::Error(e) if e.contains("PRECONDITION_FAILED")));
+    plain.terminate().await;
+    durable.terminate().await;
+}
+
 // ----- a redelivered request ---------------------------------------------------------------
 
 /// The datastore, holding the reply to the first request of one op until the test releases
