@@ -4,7 +4,8 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use anyhow::Result;
-use dsf::store::{BlobStore, KvStore};
+use dsf::store::maint::{all_blobs, all_repositories, all_rows};
+use dsf::store::{BlobStore, KvStore, Maintenance};
 use dsf::{Commit, Element, Key, TypeId};
 use serde_json::json;
 
@@ -23,8 +24,8 @@ struct Problem {
 /// commit row, every head, and that every link and parent leads to a stored element.
 pub async fn fsck(base: &Path, ui: Ui) -> Result<i32> {
     let s = Session::open(base)?;
-    let blob_keys = s.store.blob_keys().await?;
-    let row_keys: Vec<Key> = s.store.row_keys().await?.iter().filter_map(|k| Key::from_slice(k)).collect();
+    let blob_keys: Vec<Key> = all_blobs(&s.store).await?.into_iter().map(|l| l.key).collect();
+    let row_keys: Vec<Key> = all_rows(&s.store).await?.iter().filter_map(|l| Key::from_slice(&l.key)).collect();
     let mut progress = ui.progress("checking", Some((blob_keys.len() + row_keys.len()) as u64));
     let mut problems: Vec<Problem> = Vec::new();
     // (referenced key, by whom)
@@ -94,7 +95,7 @@ pub async fn fsck(base: &Path, ui: Ui) -> Result<i32> {
         }
     }
     let mut heads = 0;
-    for repo in s.store.repositories().await? {
+    for repo in all_repositories(&s.store).await? {
         if let Some(h) = dsf::store::persist::read_heads(&s.store, &repo).await? {
             for k in h.branches.iter().flat_map(|b| b.heads.iter()) {
                 heads += 1;
@@ -125,7 +126,7 @@ pub async fn fsck(base: &Path, ui: Ui) -> Result<i32> {
 pub async fn gc(base: &Path, dry_run: bool, ui: Ui) -> Result<i32> {
     let s = Session::open(base)?;
     let mut starts: Vec<Key> = Vec::new();
-    for repo in s.store.repositories().await? {
+    for repo in all_repositories(&s.store).await? {
         if let Some(h) = dsf::store::persist::read_heads(&s.store, &repo).await? {
             starts.extend(h.branches.iter().flat_map(|b| b.heads.iter().copied()));
         }
@@ -170,19 +171,19 @@ pub async fn gc(base: &Path, dry_run: bool, ui: Ui) -> Result<i32> {
         }
         frontier = next;
     }
-    let blob_keys = s.store.blob_keys().await?;
+    let blob_keys: Vec<Key> = all_blobs(&s.store).await?.into_iter().map(|l| l.key).collect();
     let garbage: Vec<Key> = blob_keys.iter().copied().filter(|k| !reachable.contains(k)).collect();
-    let row_keys: Vec<Key> = s.store.row_keys().await?.iter().filter_map(|k| Key::from_slice(k)).collect();
+    let row_keys: Vec<Key> = all_rows(&s.store).await?.iter().filter_map(|l| Key::from_slice(&l.key)).collect();
     let dead_commits: Vec<Key> = row_keys.iter().copied().filter(|k| !commits.contains(k)).collect();
     if !dry_run {
         let mut progress = ui.progress("deleting", Some((garbage.len() + dead_commits.len()) as u64));
         for chunk in garbage.chunks(BATCH) {
-            s.store.delete_blobs(chunk.to_vec()).await?;
+            s.store.delete_blobs(chunk.to_vec(), None).await?;
             progress.add(chunk.len() as u64);
         }
-        for k in &dead_commits {
-            s.store.remove(k.as_bytes().to_vec()).await?;
-            progress.add(1);
+        for chunk in dead_commits.chunks(BATCH) {
+            s.store.delete_rows(chunk.iter().map(|k| k.as_bytes().to_vec()).collect(), None).await?;
+            progress.add(chunk.len() as u64);
         }
         progress.finish();
     }
