@@ -92,7 +92,8 @@ pub async fn run<S: Store>(store: &S, registry: &Registry, command: Command) -> 
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
             let options = GcOptions { now, grace, pause: GC_PAUSE, dry_run };
-            let result = walk::gc(store, registry, options, tokio::time::sleep, |p| reporter.report(p)).await;
+            let result =
+                walk::gc(store, registry, options, Vec::new(), tokio::time::sleep, |p| reporter.report(p)).await;
             let report = match result {
                 Ok(r) => r,
                 Err(WalkError::Damaged(problems)) => {

@@ -423,7 +423,9 @@ async fn gc_keeps_everything_a_concurrent_push_writes() {
         let gc_ds = ds.clone();
         let registry2 = registry.clone();
         let gc = tokio::spawn(async move {
-            walk::gc(gc_ds.store(), &registry2, options, tokio::time::sleep, |_| {}).await.map_err(|e| e.to_string())
+            walk::gc(gc_ds.store(), &registry2, options, Vec::new(), tokio::time::sleep, |_| {})
+                .await
+                .map_err(|e| e.to_string())
         });
         // Push at different moments of the gc: before its listing, between waves, after.
         tokio::time::sleep(Duration::from_millis(40 * (round % 3) + 150 * (round / 3))).await;

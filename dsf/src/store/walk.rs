@@ -345,13 +345,16 @@ struct Garbage {
 }
 
 /// Removes the blobs and commit rows that no head of any repository reaches, keeping what
-/// pushes in progress write (see the [module documentation](self)). `sleep` waits between
-/// waves. Rows that are not commits are never removed. What the heads reach must be intact:
-/// a problem stops gc before it deletes anything ([`WalkError::Damaged`]).
+/// pushes in progress write (see the [module documentation](self)), and what `extra_roots`
+/// (commits the caller keeps, e.g. a working copy's checkout; they need not be stored)
+/// reach. `sleep` waits between waves. Rows that are not commits are never removed. What the
+/// heads reach must be intact: a problem stops gc before it deletes anything
+/// ([`WalkError::Damaged`]).
 pub async fn gc<S, F, Fut>(
     store: &S,
     registry: &Registry,
     options: GcOptions,
+    extra_roots: Vec<Key>,
     sleep: F,
     mut progress: impl FnMut(Progress),
 ) -> Result<GcReport, WalkError>
@@ -368,6 +371,8 @@ where
     if !mark.problems.is_empty() {
         return Err(WalkError::Damaged(mark.problems));
     }
+    let extra = extra_roots.into_iter().map(|k| (k, "kept by the caller".to_owned())).collect();
+    mark.walk_commits(extra, false, &mut progress).await?;
     let reached =
         Report { repositories, heads, commits: mark.commits.len(), objects: mark.objects.len(), problems: vec![] };
 
