@@ -47,6 +47,12 @@
 //! open database makes each compare-and-set of heads (read, compare, write) exclusive. Row
 //! writes take a second mutex, because replacing a row reads its old attributes to remove their
 //! index entries. Blob writes take no lock: blobs are immutable. Queries read from one snapshot.
+//!
+//! # Maintenance
+//!
+//! Listings walk a column family in key order (the cursor is the last key of the previous
+//! page). RocksDB keeps no write times: `fsck` and `gc` open the database while no datastore
+//! holds it (RocksDB's lock refuses a second opener), so deletions are unconditional.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -58,7 +58,8 @@ Maintenance of the store the file names (nothing is served):
          beside datastores serving pushes on a shared (Cassandra) store as long as
          a push takes less than the grace. --dry-run lists what it would remove.
   A RocksDB store is opened by one process only: stop the container serving it
-  first (fsck and gc refuse a store that is in use).
+  first (fsck and gc refuse a store that is in use); with no writer beside it, gc
+  removes all garbage at once and the grace does not apply.
   Progress (counts) goes to standard error, results to standard output.
   Exit codes: 0 clean, 5 the store is damaged (fsck found problems, or gc refused
   to delete because what the heads reach is damaged), 1 other failures, 2 usage.
@@ -68,6 +69,8 @@ Logging: RUST_LOG (default info), e.g. RUST_LOG=dsf_container=debug.
 Example:
   printf 'grpc = \"127.0.0.1:50051\"\\n[store]\\nkind = \"rocksdb\"\\npath = \"data\"\\n' > dsf.toml
   dsf-container --config dsf.toml
+  dsf-container fsck --config dsf.toml
+  dsf-container gc --config dsf.toml --dry-run
 ";
 
 /// What the command line asks for: serve, or a maintenance command.
@@ -99,7 +102,7 @@ fn parse(args: &[String]) -> Result<(PathBuf, Mode), String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if matches!(args.as_slice(), [flag] if flag == "-h" || flag == "--help") {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
         print!("{HELP}");
         return ExitCode::SUCCESS;
     }
