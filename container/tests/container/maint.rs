@@ -403,7 +403,9 @@ impl Store for ReopenedRocks {}
 /// (a commit row, its book and persons), starts a gc, and meanwhile pushes that commit again
 /// sending only the commit, so the push relies on the stored book (and, through it, on the
 /// persons) while gc lists and deletes them. Every push either lands or fails with a clear
-/// error; afterwards fsck is clean and every head's graph is complete.
+/// error; afterwards fsck is clean and every head's graph is complete. The pause between waves
+/// is shorter than the datastore's `FRESHEN_LIMIT` to keep the test short; it still exceeds
+/// what freshening takes here (milliseconds), which is what the argument needs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn gc_keeps_everything_a_concurrent_push_writes() {
     let store = cassandra().await;
