@@ -12,6 +12,7 @@ pub mod content;
 pub mod datastore;
 pub mod error;
 pub mod grpc;
+pub mod maint;
 pub mod message;
 
 pub use error::{Error, Result, ServiceError};

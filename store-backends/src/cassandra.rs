@@ -415,6 +415,16 @@ impl CassandraStore {
         &self.keyspace
     }
 
+    /// The driver session (for the maintenance statements of `cassandra_maint`).
+    pub(crate) fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The most statements one operation keeps in flight.
+    pub(crate) fn max_concurrency(&self) -> usize {
+        self.max_concurrency
+    }
+
     /// Drops the keyspace and everything in it (for tests). The store is unusable afterwards.
     pub async fn drop_keyspace(&self) -> StoreResult<()> {
         self.session

@@ -47,6 +47,12 @@
 //! open database makes each compare-and-set of heads (read, compare, write) exclusive. Row
 //! writes take a second mutex, because replacing a row reads its old attributes to remove their
 //! index entries. Blob writes take no lock: blobs are immutable. Queries read from one snapshot.
+//!
+//! # Maintenance
+//!
+//! Listings walk a column family in key order (the cursor is the last key of the previous
+//! page). RocksDB keeps no write times: `fsck` and `gc` open the database while no datastore
+//! holds it (RocksDB's lock refuses a second opener), so deletions are unconditional.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -57,8 +63,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use bytes::Bytes;
 use dsf::key::Key;
 use dsf::store::{
-    BlobRow, BlobStore, COMMIT_ATTRIBUTES, Cas, HeadStore, IndexStore, KvStore, Predicate, Row, SaveBatch, Store,
-    StoreError, StoreResult, Versioned, check_attributes, check_predicates, matches,
+    BlobRow, BlobStore, COMMIT_ATTRIBUTES, Cas, HeadStore, IndexStore, KvStore, Listed, Maintenance, Page, Predicate,
+    Row, SaveBatch, Store, StoreError, StoreResult, Versioned, check_attributes, check_predicates, matches,
 };
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, DBPinnableSlice,
@@ -180,46 +186,6 @@ impl RocksStore {
         &self.shared.path
     }
 
-    /// Every blob key, in key order (for `fsck` and `gc`; O(store)).
-    pub fn blob_keys(&self) -> impl Future<Output = StoreResult<Vec<Key>>> + Send + 'static {
-        self.blocking(|s| {
-            s.keys(BLOBS)?
-                .iter()
-                .map(|k| {
-                    Key::from_slice(k).ok_or_else(|| StoreError::Corrupt(format!("a blob key of {} bytes", k.len())))
-                })
-                .collect()
-        })
-    }
-
-    /// Every row key, in key order (commit rows and ION rows).
-    pub fn row_keys(&self) -> impl Future<Output = StoreResult<Vec<Vec<u8>>>> + Send + 'static {
-        self.blocking(|s| s.keys(ROWS))
-    }
-
-    /// Every repository that has heads.
-    pub fn repositories(&self) -> impl Future<Output = StoreResult<Vec<String>>> + Send + 'static {
-        self.blocking(|s| {
-            s.keys(HEADS)?
-                .into_iter()
-                .map(|k| String::from_utf8(k).map_err(|_| StoreError::Corrupt("a repository key is not UTF-8".into())))
-                .collect()
-        })
-    }
-
-    /// Deletes blobs, in one write batch. Blobs are otherwise immutable: only garbage collection
-    /// of elements no head reaches may call this.
-    pub fn delete_blobs(&self, keys: Vec<Key>) -> impl Future<Output = StoreResult<()>> + Send + 'static {
-        self.blocking(move |s| {
-            let cf = s.cf(BLOBS)?;
-            let mut batch = WriteBatch::default();
-            for k in &keys {
-                batch.delete_cf(cf, k.as_bytes());
-            }
-            s.write(batch)
-        })
-    }
-
     /// Runs `f` on tokio's blocking pool when the returned future is polled.
     fn blocking<T, F>(&self, f: F) -> impl Future<Output = StoreResult<T>> + Send + 'static
     where
@@ -279,13 +245,27 @@ enum Change {
 }
 
 impl Shared {
-    fn keys(&self, name: &'static str) -> StoreResult<Vec<Vec<u8>>> {
-        let mut out = Vec::new();
-        for entry in self.db.iterator_cf(self.cf(name)?, IteratorMode::Start) {
+    /// Up to `limit` keys of a column family after `cursor` (exclusive), in key order, and
+    /// whether more follow.
+    fn keys_after(&self, name: &'static str, cursor: Option<&[u8]>, limit: usize) -> StoreResult<Page<Vec<u8>>> {
+        let mode = match cursor {
+            Some(c) => IteratorMode::From(c, rocksdb::Direction::Forward),
+            None => IteratorMode::Start,
+        };
+        let limit = limit.max(1);
+        let mut items: Vec<Vec<u8>> = Vec::new();
+        for entry in self.db.iterator_cf(self.cf(name)?, mode) {
             let (k, _) = entry.map_err(|e| StoreError::Backend(format!("RocksDB scan of {name}: {e}")))?;
-            out.push(k.to_vec());
+            if cursor.is_some_and(|c| k.as_ref() <= c) {
+                continue;
+            }
+            if items.len() == limit {
+                let next = items.last().cloned();
+                return Ok(Page { items, next });
+            }
+            items.push(k.to_vec());
         }
-        Ok(out)
+        Ok(Page { items, next: None })
     }
 
     fn cf(&self, name: &'static str) -> StoreResult<&ColumnFamily> {
@@ -595,6 +575,95 @@ impl IndexStore for RocksStore {
             checked?;
             s.query(&predicates)
         })
+    }
+}
+
+/// RocksDB keeps no write times: a database is opened by one process, so `fsck` and `gc` run
+/// with no datastore on it and delete unconditionally.
+impl Maintenance for RocksStore {
+    fn write_times(&self) -> bool {
+        false
+    }
+
+    fn list_blobs(
+        &self,
+        cursor: Option<Vec<u8>>,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Page<Listed<Key>>>> + Send {
+        self.blocking(move |s| {
+            let page = s.keys_after(BLOBS, cursor.as_deref(), limit)?;
+            let items = page
+                .items
+                .iter()
+                .map(|k| {
+                    Key::from_slice(k)
+                        .map(|key| Listed { key, written: None })
+                        .ok_or_else(|| StoreError::Corrupt(format!("a blob key of {} bytes", k.len())))
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+            Ok(Page { items, next: page.next })
+        })
+    }
+
+    fn list_rows(
+        &self,
+        cursor: Option<Vec<u8>>,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Page<Listed<Vec<u8>>>>> + Send {
+        self.blocking(move |s| {
+            let page = s.keys_after(ROWS, cursor.as_deref(), limit)?;
+            Ok(Page {
+                items: page.items.into_iter().map(|key| Listed { key, written: None }).collect(),
+                next: page.next,
+            })
+        })
+    }
+
+    fn list_repositories(
+        &self,
+        cursor: Option<Vec<u8>>,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Page<String>>> + Send {
+        self.blocking(move |s| {
+            let page = s.keys_after(HEADS, cursor.as_deref(), limit)?;
+            let items = page
+                .items
+                .into_iter()
+                .map(|k| String::from_utf8(k).map_err(|_| StoreError::Corrupt("a repository key is not UTF-8".into())))
+                .collect::<StoreResult<Vec<_>>>()?;
+            Ok(Page { items, next: page.next })
+        })
+    }
+
+    fn delete_blobs(
+        &self,
+        keys: Vec<Key>,
+        _written_before: Option<i64>,
+    ) -> impl Future<Output = StoreResult<()>> + Send {
+        self.blocking(move |s| {
+            let cf = s.cf(BLOBS)?;
+            let mut batch = WriteBatch::default();
+            for k in &keys {
+                batch.delete_cf(cf, k.as_bytes());
+            }
+            s.write(batch)
+        })
+    }
+
+    fn delete_rows(
+        &self,
+        keys: Vec<Vec<u8>>,
+        _written_before: Option<i64>,
+    ) -> impl Future<Output = StoreResult<()>> + Send {
+        self.blocking(move |s| s.write_rows(keys.into_iter().map(|k| (k, Change::Remove)).collect()))
+    }
+
+    fn freshen_blobs(&self, keys: Vec<Key>) -> impl Future<Output = StoreResult<Vec<bool>>> + Send {
+        self.has_blobs(keys)
+    }
+
+    fn freshen_rows(&self, keys: Vec<Vec<u8>>) -> impl Future<Output = StoreResult<Vec<bool>>> + Send {
+        self.batch_has_key(keys)
     }
 }
 

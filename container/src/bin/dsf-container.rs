@@ -15,6 +15,7 @@ use dsf_container::config::{Config, StoreConfig};
 use dsf_container::datastore::Datastore;
 use dsf_container::datastore::preload::ROOT_IDENTITY;
 use dsf_container::datastore::service::{DatastoreService, SERVICE};
+use dsf_container::maint;
 use dsf_store_backends::cassandra::{CassandraConfig, CassandraStore};
 use dsf_store_backends::rocks::RocksStore;
 use tokio::sync::watch;
@@ -25,6 +26,8 @@ const HELP: &str = "\
 dsf-container: a capability container running DSF's datastore service
 
 Usage: dsf-container --config FILE
+       dsf-container fsck --config FILE
+       dsf-container gc --config FILE [--dry-run] [--grace SECONDS]
 
 Serves the datastore over AMQP (ION's message protocol, on the worker queue
 <sysname>.datastore of the broker) and/or gRPC, on the store the file names.
@@ -63,7 +66,7 @@ Probes: the gRPC listener also serves grpc.health.v1.Health: services \"\" and
   broker) the connection is up with every process active, NOT_SERVING otherwise
   (e.g. while reconnecting).
 
-Exit codes:
+Exit codes (serving):
   0  stopped on SIGTERM or Ctrl-C
   1  bad configuration, or a failure at start (store, broker, listener, a
      worker queue declared with other settings: PRECONDITION_FAILED)
@@ -71,23 +74,69 @@ Exit codes:
   3  lost the broker for good: not reachable again within broker_retry_secs,
      or after reconnecting it refused the container's queues
 
+Maintenance of the store the file names (nothing is served):
+  fsck   verifies everything the heads of every repository reach: every head and
+         parent is a stored commit, every element below the commits' roots is
+         present, its key matches its bytes and its stored child list its links.
+         Prints one line per problem, with its key.
+  gc     removes the elements and commit rows no head of any repository reaches.
+         Keeps everything written within the grace period before it started
+         (--grace, default 3600 seconds) and everything that reaches; runs safely
+         beside datastores serving pushes on a shared (Cassandra) store as long as
+         a push takes less than the grace. --dry-run lists what it would remove.
+  A RocksDB store is opened by one process only: stop the container serving it
+  first (fsck and gc refuse a store that is in use); with no writer beside it, gc
+  removes all garbage at once and the grace does not apply.
+  Progress (counts) goes to standard error, results to standard output.
+  Exit codes: 0 clean, 5 the store is damaged (fsck found problems, or gc refused
+  to delete because what the heads reach is damaged), 1 other failures, 2 usage.
+
 Logging: RUST_LOG (default info), e.g. RUST_LOG=dsf_container=debug.
 
 Example:
   printf 'grpc = \"127.0.0.1:50051\"\\n[store]\\nkind = \"rocksdb\"\\npath = \"data\"\\n' > dsf.toml
   dsf-container --config dsf.toml
+  dsf-container fsck --config dsf.toml
+  dsf-container gc --config dsf.toml --dry-run
 ";
+
+/// What the command line asks for: serve, or a maintenance command.
+type Mode = Option<maint::Command>;
+
+/// Parses `[fsck|gc] --config FILE [--dry-run] [--grace SECONDS]`.
+fn parse(args: &[String]) -> Result<(PathBuf, Mode), String> {
+    let (mut mode, rest) = match args.first().map(String::as_str) {
+        Some("fsck") => (Some(maint::Command::Fsck), &args[1..]),
+        Some("gc") => (Some(maint::Command::Gc { dry_run: false, grace: maint::DEFAULT_GRACE }), &args[1..]),
+        _ => (None, args),
+    };
+    let mut path = None;
+    let mut it = rest.iter();
+    while let Some(arg) = it.next() {
+        match (arg.as_str(), &mut mode) {
+            ("--config" | "-c", _) => path = Some(PathBuf::from(it.next().ok_or("--config needs a FILE")?)),
+            ("--dry-run", Some(maint::Command::Gc { dry_run, .. })) => *dry_run = true,
+            ("--grace", Some(maint::Command::Gc { grace, .. })) => {
+                let value = it.next().ok_or("--grace needs a number of SECONDS")?;
+                let seconds: u64 = value.parse().map_err(|_| format!("--grace takes whole seconds, not {value:?}"))?;
+                *grace = std::time::Duration::from_secs(seconds);
+            }
+            (other, _) => return Err(format!("unexpected argument {other:?}")),
+        }
+    }
+    Ok((path.ok_or("expected --config FILE")?, mode))
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let path = match args.as_slice() {
-        [flag] if flag == "-h" || flag == "--help" => {
-            print!("{HELP}");
-            return ExitCode::SUCCESS;
-        }
-        [flag, path] if flag == "--config" || flag == "-c" => PathBuf::from(path),
-        _ => {
-            eprintln!("error: expected --config FILE\n\n{HELP}");
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        print!("{HELP}");
+        return ExitCode::SUCCESS;
+    }
+    let (path, mode) = match parse(&args) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("error: {e}\n\n{HELP}");
             return ExitCode::from(2);
         }
     };
@@ -96,8 +145,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
-    match runtime.block_on(run(path)) {
-        Ok(()) => ExitCode::SUCCESS,
+    match runtime.block_on(run(path, mode)) {
+        Ok(code) => ExitCode::from(code),
         Err(e) if e.downcast_ref::<BrokerLost>().is_some() => {
             eprintln!("error: {e:#}");
             ExitCode::from(EXIT_BROKER_LOST)
@@ -124,22 +173,37 @@ impl std::fmt::Display for BrokerLost {
 
 impl std::error::Error for BrokerLost {}
 
-async fn run(path: PathBuf) -> Result<()> {
+async fn run(path: PathBuf, mode: Mode) -> Result<u8> {
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let config = Config::parse(&text).map_err(anyhow::Error::msg).with_context(|| format!("in {}", path.display()))?;
     let registry = registry(&config, &path)?;
     match &config.store {
         StoreConfig::Rocksdb { path } => {
-            let store = RocksStore::open(path).with_context(|| format!("opening RocksDB at {}", path.display()))?;
-            serve(store, registry, config).await
+            let store = RocksStore::open(path).with_context(|| match mode {
+                Some(_) => format!(
+                    "opening RocksDB at {} (fsck and gc need the store to themselves: stop the dsf-container \
+                     serving it first)",
+                    path.display()
+                ),
+                None => format!("opening RocksDB at {}", path.display()),
+            })?;
+            dispatch(store, registry, config, mode).await
         }
         StoreConfig::Cassandra { contact_points, keyspace } => {
             let mut c = CassandraConfig::new(keyspace.clone());
             c.contact_points = contact_points.clone();
             let store = CassandraStore::connect(c).await.context("connecting to Cassandra")?;
-            serve(store, registry, config).await
+            dispatch(store, registry, config, mode).await
         }
-        StoreConfig::Memory => serve(MemoryStore::default(), registry, config).await,
+        StoreConfig::Memory => dispatch(MemoryStore::default(), registry, config, mode).await,
+    }
+}
+
+/// Serves the store, or runs a maintenance command on it.
+async fn dispatch<S: Store + 'static>(store: S, registry: Registry, config: Config, mode: Mode) -> Result<u8> {
+    match mode {
+        None => serve(store, registry, config).await.map(|()| 0),
+        Some(command) => maint::run(&store, &registry, command).await,
     }
 }
 

@@ -12,6 +12,7 @@ pub mod service;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use dsf::proto::net::ooici::cdm::syntactic::{ArrayStructure, BoundedArray, Bounds};
 use dsf::store::persist::{self, StoredHeads, StoredRepository};
@@ -22,6 +23,29 @@ use self::extract::{ArrayValues, Chunk};
 use crate::error::ServiceError;
 
 type Result<T> = std::result::Result<T, ServiceError>;
+
+/// The longest a push may take to read again and rewrite (freshen) the stored elements it
+/// relies on; a push that takes longer fails with 503 and may be retried. A gc of a shared
+/// store waits longer than this between its waves of deletion ([`GC_PAUSE`]).
+pub const FRESHEN_LIMIT: Duration = Duration::from_secs(4);
+
+/// The pause of a gc between waves of deletion on a store with write times.
+pub const GC_PAUSE: Duration = Duration::from_secs(5);
+
+fn check_freshen_time(started: Instant) -> Result<()> {
+    let took = started.elapsed();
+    if took > FRESHEN_LIMIT {
+        return Err(ServiceError::new(
+            dsf_proto::net::ooici::core::message::ion_msg::ResponseCodes::ServiceUnavailable,
+            format!(
+                "the store took {} ms to confirm what the push relies on (the limit is {} ms): retry the push",
+                took.as_millis(),
+                FRESHEN_LIMIT.as_millis()
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// A repository state received from a pusher, its elements verified.
 #[derive(Debug, Clone)]
@@ -90,6 +114,27 @@ impl<S: Store> Datastore<S> {
         Ok(rest.into_iter().zip(commits).filter(|(_, has)| !has).map(|(k, _)| k).collect())
     }
 
+    /// Freshens the stored elements among `keys` (blobs, else commit rows), writing them again
+    /// so a concurrent gc keeps them; returns the keys stored as neither. Fails, asking for a
+    /// retry, if reading and writing them again took longer than [`FRESHEN_LIMIT`] (gc waits
+    /// longer than that between its waves of deletion).
+    pub async fn freshen(&self, keys: &[Key]) -> Result<Vec<Key>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let started = Instant::now();
+        let blobs = self.store.freshen_blobs(keys.to_vec()).await?;
+        let rest: Vec<Key> = keys.iter().zip(blobs).filter(|(_, has)| !has).map(|(k, _)| *k).collect();
+        let lacking = if rest.is_empty() {
+            rest
+        } else {
+            let rows = self.store.freshen_rows(rest.iter().map(|k| k.as_bytes().to_vec()).collect()).await?;
+            rest.into_iter().zip(rows).filter(|(_, has)| !has).map(|(k, _)| k).collect()
+        };
+        check_freshen_time(started)?;
+        Ok(lacking)
+    }
+
     /// The heads of a repository, `None` if the store has no such repository.
     pub async fn heads(&self, key: &str) -> Result<Option<StoredHeads>> {
         Ok(persist::read_heads(&*self.store, key).await?)
@@ -125,18 +170,18 @@ impl<S: Store> Datastore<S> {
         }
         wanted.extend(branches.iter().flat_map(|b| b.heads.iter().copied()));
         let outside: Vec<Key> = wanted.into_iter().filter(|k| !received.contains_key(k)).collect();
-        // One lookup answers both questions: what the push references but lacks, and which of
-        // its elements the store already holds (those are not written again).
-        let mut ask = outside.clone();
-        ask.extend(received.keys().copied());
-        let absent: HashSet<Key> = self.missing(&ask).await?.into_iter().collect();
-        let lacking: Vec<&Key> = outside.iter().filter(|k| absent.contains(k)).collect();
+        // What the push relies on but did not send must be stored: freshen it (write it again)
+        // as the check, so a concurrent gc keeps it (see ARCHITECTURE.md, garbage collection).
+        let lacking = self.freshen(&outside).await?;
         if let Some(first) = lacking.first() {
             return Err(ServiceError::bad_request(format!(
                 "push of {repository_key} is incomplete: {} referenced elements are neither sent nor stored (e.g. {first})",
                 lacking.len()
             )));
         }
+        // Sent commits the store already indexes are freshened too; every other sent element
+        // is written again below, stored or not.
+        let sent_commits: Vec<Key> = received.values().filter(|e| e.ty() == TypeId::COMMIT).map(|e| e.key()).collect();
         drop(received);
 
         let store = &*self.store;
@@ -154,12 +199,28 @@ impl<S: Store> Datastore<S> {
                 alg.name()
             )));
         }
-        let repo = stored.repository_mut();
-        // A commit stored only as a blob (put_blobs) is not in the history yet: index it.
-        let fresh: Vec<Element> = elements
-            .into_iter()
-            .filter(|e| absent.contains(&e.key()) || (e.ty() == TypeId::COMMIT && repo.commit_info(e.key()).is_err()))
+        let indexed: Vec<Vec<u8>> = sent_commits
+            .iter()
+            .filter(|k| stored.repository().commit_info(**k).is_ok())
+            .map(|k| k.as_bytes().to_vec())
             .collect();
+        if !indexed.is_empty() {
+            let started = Instant::now();
+            let present = self.store.freshen_rows(indexed).await?;
+            check_freshen_time(started)?;
+            if present.contains(&false) {
+                // Removed (by gc) since the repository was read: a retry writes it anew.
+                return Err(ServiceError::new(
+                    dsf_proto::net::ooici::core::message::ion_msg::ResponseCodes::ServiceUnavailable,
+                    format!("a commit of the push to {repository_key} was removed while it was stored: retry the push"),
+                ));
+            }
+        }
+        let repo = stored.repository_mut();
+        // Objects are all written again; a commit is written unless indexed (freshened above);
+        // a commit stored only as a blob (put_blobs) is not in the history yet: index it.
+        let fresh: Vec<Element> =
+            elements.into_iter().filter(|e| e.ty() != TypeId::COMMIT || repo.commit_info(e.key()).is_err()).collect();
         repo.add_elements(fresh)?;
         repo.receive_branches(branches, nicknames)?;
         stored.save().await?;
@@ -245,17 +306,16 @@ impl<S: Store> Datastore<S> {
     }
 
     /// Stores elements as blobs (verified, as every received element; commits are not
-    /// indexed). Returns how many the store did not have.
+    /// indexed). Every element is written, stored or not, so each has a fresh write time for a
+    /// concurrent gc. Returns how many the store did not have.
     pub async fn put_blobs(&self, elements: Vec<Element>) -> Result<usize> {
         let keys: Vec<Key> = elements.iter().map(|e| e.key()).collect();
-        let new: HashSet<Key> = self.missing(&keys).await?.into_iter().collect();
+        let n = self.missing(&keys).await?.len();
         let rows: Vec<BlobRow> = elements
             .iter()
-            .filter(|e| new.contains(&e.key()))
             .map(|e| BlobRow { key: e.key(), element: e.encode().into(), children: e.encode_children().into() })
             .collect();
-        let n = rows.len();
-        if n > 0 {
+        if !rows.is_empty() {
             self.store.put_blobs(rows).await?;
         }
         Ok(n)

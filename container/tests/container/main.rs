@@ -10,6 +10,7 @@ mod datastore;
 mod extract;
 mod fuzz;
 mod grpc;
+mod maint;
 mod multi;
 mod preload;
 mod process;

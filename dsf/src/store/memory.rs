@@ -6,6 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 
+use super::maint::{Listed, Maintenance, Page, page_after};
 use super::{
     BlobRow, BlobStore, Cas, HeadStore, IndexStore, KvStore, Predicate, Row, StoreError, StoreResult, Versioned,
     check_attributes, check_predicates, matches,
@@ -190,6 +191,85 @@ impl IndexStore for MemoryStore {
                 .map(|(k, r)| Row { key: k.clone(), value: Some(r.value.clone()), attributes: r.attributes.clone() })
                 .collect())
         })
+    }
+}
+
+/// No write times: deletions are unconditional (the memory store is maintained by its owner,
+/// with no other writer).
+impl Maintenance for MemoryStore {
+    fn write_times(&self) -> bool {
+        false
+    }
+
+    fn list_blobs(
+        &self,
+        cursor: Option<Vec<u8>>,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Page<Listed<Key>>>> + Send {
+        self.with(|i| {
+            let mut keys: Vec<Key> = i.blobs.keys().copied().collect();
+            keys.sort();
+            let sorted = keys.into_iter().map(|k| (k.as_bytes().to_vec(), Listed { key: k, written: None }));
+            Ok(page_after(sorted, cursor.as_deref(), limit))
+        })
+    }
+
+    fn list_rows(
+        &self,
+        cursor: Option<Vec<u8>>,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Page<Listed<Vec<u8>>>>> + Send {
+        self.with(|i| {
+            let sorted = i.rows.keys().map(|k| (k.clone(), Listed { key: k.clone(), written: None }));
+            Ok(page_after(sorted, cursor.as_deref(), limit))
+        })
+    }
+
+    fn list_repositories(
+        &self,
+        cursor: Option<Vec<u8>>,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Page<String>>> + Send {
+        self.with(|i| {
+            let mut names: Vec<&String> = i.heads.keys().collect();
+            names.sort();
+            let sorted = names.into_iter().map(|n| (n.as_bytes().to_vec(), n.clone()));
+            Ok(page_after(sorted, cursor.as_deref(), limit))
+        })
+    }
+
+    fn delete_blobs(
+        &self,
+        keys: Vec<Key>,
+        _written_before: Option<i64>,
+    ) -> impl Future<Output = StoreResult<()>> + Send {
+        self.with(|i| {
+            for k in &keys {
+                i.blobs.remove(k);
+            }
+            Ok(())
+        })
+    }
+
+    fn delete_rows(
+        &self,
+        keys: Vec<Vec<u8>>,
+        _written_before: Option<i64>,
+    ) -> impl Future<Output = StoreResult<()>> + Send {
+        self.with(|i| {
+            for k in &keys {
+                i.rows.remove(k);
+            }
+            Ok(())
+        })
+    }
+
+    fn freshen_blobs(&self, keys: Vec<Key>) -> impl Future<Output = StoreResult<Vec<bool>>> + Send {
+        self.has_blobs(keys)
+    }
+
+    fn freshen_rows(&self, keys: Vec<Vec<u8>>) -> impl Future<Output = StoreResult<Vec<bool>>> + Send {
+        self.batch_has_key(keys)
     }
 }
 

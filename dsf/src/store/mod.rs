@@ -14,8 +14,10 @@
 //! verifies (see [`persist`]). Every method takes owned arguments and returns a `Send` future,
 //! so backends may move work to other threads; traits are used through generics, never `dyn`.
 
+pub mod maint;
 pub mod memory;
 pub mod persist;
+pub mod walk;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -23,6 +25,7 @@ use std::future::Future;
 use bytes::Bytes;
 
 use crate::key::Key;
+pub use maint::{Listed, Maintenance, Page};
 
 /// Errors of a store. Not-found is never an error: lookups return `Option`.
 #[derive(Debug, thiserror::Error)]
@@ -183,8 +186,9 @@ pub struct SaveBatch {
     pub on_applied: Vec<Row>,
 }
 
-/// Everything a repository needs from a store: blobs, heads, and the commits index.
-pub trait Store: BlobStore + HeadStore + IndexStore {
+/// Everything a repository needs from a store: blobs, heads, and the commits index; and, for
+/// `fsck` and `gc`, listing, deletion and freshening ([`Maintenance`]).
+pub trait Store: BlobStore + HeadStore + IndexStore + Maintenance {
     /// Writes a save: blobs and rows, then the heads by compare-and-set, then, if it applied,
     /// `on_applied`. Blobs and rows are written whether or not the heads move, and never after
     /// them, so heads never reach missing data. The default makes the calls in that order;

@@ -9,3 +9,4 @@ mod properties;
 mod repository;
 mod structure;
 mod types;
+mod walk;

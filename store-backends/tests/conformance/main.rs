@@ -3,12 +3,14 @@
 //! Every backend (memory, RocksDB, Cassandra) runs the same tests: ION's `IStore` and
 //! `IndexStore` behaviours (spec §7.7), blobs, compare-and-set of heads with exactly one winner
 //! among concurrent writers, repositories that survive reopening, and a model test of random
-//! operations against a `BTreeMap`. The Cassandra tests need the test server
+//! operations against a `BTreeMap`, and maintenance (paged listing, idempotent and conditional
+//! deletion, freshening). The Cassandra tests need the test server
 //! (`scripts/cassandra start`); without it they fail, they are never skipped.
 
 mod crash;
 mod fixtures;
 mod kv;
+mod maint;
 mod model;
 mod repositories;
 
@@ -44,6 +46,9 @@ macro_rules! conformance {
                 repositories::concurrent_writers_keep_every_head,
                 repositories::commit_rows_are_indexed,
                 model::random_operations,
+                maint::listing,
+                maint::deletion,
+                maint::conditional_deletion,
             );
         }
     };

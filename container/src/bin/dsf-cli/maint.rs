@@ -2,8 +2,11 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Result;
+use dsf::store::maint::{all_blobs, all_repositories, all_rows};
+use dsf::store::walk::{self, GcOptions, Progress as Step, WalkError};
 use dsf::store::{BlobStore, KvStore};
 use dsf::{Commit, Element, Key, TypeId};
 use serde_json::json;
@@ -23,8 +26,8 @@ struct Problem {
 /// commit row, every head, and that every link and parent leads to a stored element.
 pub async fn fsck(base: &Path, ui: Ui) -> Result<i32> {
     let s = Session::open(base)?;
-    let blob_keys = s.store.blob_keys().await?;
-    let row_keys: Vec<Key> = s.store.row_keys().await?.iter().filter_map(|k| Key::from_slice(k)).collect();
+    let blob_keys: Vec<Key> = all_blobs(&s.store).await?.into_iter().map(|l| l.key).collect();
+    let row_keys: Vec<Key> = all_rows(&s.store).await?.iter().filter_map(|l| Key::from_slice(&l.key)).collect();
     let mut progress = ui.progress("checking", Some((blob_keys.len() + row_keys.len()) as u64));
     let mut problems: Vec<Problem> = Vec::new();
     // (referenced key, by whom)
@@ -94,7 +97,7 @@ pub async fn fsck(base: &Path, ui: Ui) -> Result<i32> {
         }
     }
     let mut heads = 0;
-    for repo in s.store.repositories().await? {
+    for repo in all_repositories(&s.store).await? {
         if let Some(h) = dsf::store::persist::read_heads(&s.store, &repo).await? {
             for k in h.branches.iter().flat_map(|b| b.heads.iter()) {
                 heads += 1;
@@ -124,82 +127,56 @@ pub async fn fsck(base: &Path, ui: Ui) -> Result<i32> {
 /// the store, not a remote's branches as last seen, not the checkout, not a merge in progress.
 pub async fn gc(base: &Path, dry_run: bool, ui: Ui) -> Result<i32> {
     let s = Session::open(base)?;
-    let mut starts: Vec<Key> = Vec::new();
-    for repo in s.store.repositories().await? {
-        if let Some(h) = dsf::store::persist::read_heads(&s.store, &repo).await? {
-            starts.extend(h.branches.iter().flat_map(|b| b.heads.iter().copied()));
-        }
-    }
+    // The repositories' heads are walked by gc itself; these are what the working copy keeps.
+    let mut keep: Vec<Key> = Vec::new();
     for (_, heads) in s.wd.all_remote_heads()? {
-        starts.extend(heads.all());
+        keep.extend(heads.all());
     }
-    starts.extend(s.state().commit.as_deref().and_then(Key::from_hex));
-    starts.extend(s.state().merge.as_ref().and_then(|m| Key::from_hex(&m.theirs)));
-    // Commits, through their parents (a commit that is not stored ends the walk there).
-    let mut commits: HashSet<Key> = HashSet::new();
-    let mut roots: Vec<Key> = Vec::new();
-    let mut frontier: Vec<Key> = starts.into_iter().filter(|k| commits.insert(*k)).collect();
-    while !frontier.is_empty() {
-        let values = s.store.batch_get(frontier.iter().map(|k| k.as_bytes().to_vec()).collect()).await?;
-        let mut next = Vec::new();
-        for (key, value) in frontier.iter().zip(values) {
-            let Some(value) = value else { continue };
-            let e = Element::decode(&s.registry, &value).map_err(|e| {
-                fail(format!("cannot collect garbage: commit {key} is unreadable: {e}")).hint("run `dsf-cli fsck`")
-            })?;
-            let c = Commit::from_element(&e)?;
-            roots.extend(c.root.iter().map(|r| r.key));
-            next.extend(c.parent_keys().filter(|p| commits.insert(*p)));
+    keep.extend(s.state().commit.as_deref().and_then(Key::from_hex));
+    keep.extend(s.state().merge.as_ref().and_then(|m| Key::from_hex(&m.theirs)));
+    // The local store has no write times and no other writer: no grace, no pause.
+    let options = GcOptions { now: 0, grace: Duration::ZERO, pause: Duration::ZERO, dry_run };
+    let mut progress = ui.progress("deleting", None);
+    let mut shown = 0;
+    let report = walk::gc(
+        &s.store,
+        &s.registry,
+        options,
+        keep,
+        |_| std::future::ready(()),
+        |p| {
+            if let Step::Deleted(n) = p {
+                progress.add(n.saturating_sub(shown) as u64);
+                shown = n;
+            }
+        },
+    )
+    .await;
+    progress.finish();
+    let report = match report {
+        Ok(r) => r,
+        Err(WalkError::Damaged(problems)) => {
+            return Err(fail(format!("cannot collect garbage: {} (and {} more)", problems[0], problems.len() - 1))
+                .hint("run `dsf-cli fsck`; `dsf-cli fetch` may bring missing objects back")
+                .into());
         }
-        frontier = next;
-    }
-    // Objects, through the stored child keys.
-    let mut reachable: HashSet<Key> = HashSet::new();
-    let mut frontier: Vec<Key> = roots.into_iter().filter(|k| reachable.insert(*k)).collect();
-    while !frontier.is_empty() {
-        let rows = s.store.get_blobs(frontier.clone()).await?;
-        let mut next = Vec::new();
-        for (key, row) in frontier.iter().zip(rows) {
-            let Some(row) = row else {
-                return Err(fail(format!("cannot collect garbage: reachable object {key} is missing"))
-                    .hint("run `dsf-cli fsck`; `dsf-cli fetch` may bring it back")
-                    .into());
-            };
-            let children = dsf::element::decode_children(&row.children)?;
-            next.extend(children.into_iter().filter(|c| reachable.insert(*c)));
-        }
-        frontier = next;
-    }
-    let blob_keys = s.store.blob_keys().await?;
-    let garbage: Vec<Key> = blob_keys.iter().copied().filter(|k| !reachable.contains(k)).collect();
-    let row_keys: Vec<Key> = s.store.row_keys().await?.iter().filter_map(|k| Key::from_slice(k)).collect();
-    let dead_commits: Vec<Key> = row_keys.iter().copied().filter(|k| !commits.contains(k)).collect();
-    if !dry_run {
-        let mut progress = ui.progress("deleting", Some((garbage.len() + dead_commits.len()) as u64));
-        for chunk in garbage.chunks(BATCH) {
-            s.store.delete_blobs(chunk.to_vec()).await?;
-            progress.add(chunk.len() as u64);
-        }
-        for k in &dead_commits {
-            s.store.remove(k.as_bytes().to_vec()).await?;
-            progress.add(1);
-        }
-        progress.finish();
-    }
+        Err(WalkError::Store(e)) => return Err(e.into()),
+    };
+    let objects = report.listed_blobs - report.removed_objects.len();
+    let rows: usize = all_rows(&s.store).await?.iter().filter(|l| Key::from_slice(&l.key).is_some()).count();
+    let commits = if dry_run { rows - report.removed_commits.len() } else { rows };
     let verb = if dry_run { "Would remove" } else { "Removed" };
     ui.say(format!(
-        "{verb} {} unreachable object(s) and {} commit(s); kept {} object(s) and {} commit(s)",
-        garbage.len(),
-        dead_commits.len(),
-        blob_keys.len() - garbage.len(),
-        row_keys.len() - dead_commits.len()
+        "{verb} {} unreachable object(s) and {} commit(s); kept {objects} object(s) and {commits} commit(s)",
+        report.removed_objects.len(),
+        report.removed_commits.len(),
     ));
     ui.emit(json!({
         "dry_run": dry_run,
-        "removed_objects": garbage.iter().map(Key::to_hex).collect::<Vec<_>>(),
-        "removed_commits": dead_commits.iter().map(Key::to_hex).collect::<Vec<_>>(),
-        "kept_objects": blob_keys.len() - garbage.len(),
-        "kept_commits": row_keys.len() - dead_commits.len(),
+        "removed_objects": report.removed_objects.iter().map(Key::to_hex).collect::<Vec<_>>(),
+        "removed_commits": report.removed_commits.iter().map(Key::to_hex).collect::<Vec<_>>(),
+        "kept_objects": objects,
+        "kept_commits": commits,
     }));
     Ok(exit::OK)
 }
