@@ -1,0 +1,247 @@
+//! The Apache Cassandra store: blobs, heads and the commits index in one keyspace, through the
+//! `scylla` driver, for clusters of datastore processes that share one Cassandra cluster.
+//!
+//! # Schema
+//!
+//! [`CassandraStore::connect`] creates the keyspace and its tables if they are absent (and waits
+//! for schema agreement); it never alters existing ones.
+//!
+//! ```text
+//! blobs     (key blob PRIMARY KEY, element blob, children blob)
+//! heads     (repository text PRIMARY KEY, version bigint, record blob)
+//! rows      (key blob PRIMARY KEY, value blob, attributes map<text, blob>)
+//! row_index (name text, value blob, key blob, PRIMARY KEY ((name, value), key))
+//! ```
+//!
+//! - `blobs` spreads elements over the cluster by key. Blobs are immutable, so writes are plain
+//!   idempotent inserts.
+//! - `heads` holds one row per repository, changed only by lightweight transactions:
+//!   `INSERT … IF NOT EXISTS` when no record is expected, `UPDATE … IF version = ?` otherwise.
+//!   A lost transaction returns the current record (from the transaction's result row, or read
+//!   again at `SERIAL`).
+//! - `rows` is ION's `IIndexStore`: a value and its attributes. A row exists when its `value` is
+//!   not null; a row holding attributes only (an attribute update that raced a removal) is
+//!   treated as absent.
+//! - `row_index` is a query table: one entry per `(attribute, value, row key)`. A query reads the
+//!   keys of its first equality predicate from one `row_index` partition, reads those rows, and
+//!   keeps the ones [`dsf::store::matches`] accepts, so the semantics are the memory store's.
+//!   The index may hold stale entries (they are filtered out) but never misses a live one: a
+//!   write inserts the new entries first, then writes the row, then deletes the entries its old
+//!   attributes no longer justify (read before the write). Every statement of one row write
+//!   carries the same client timestamp, from a clock that is monotonic within the process, so
+//!   concurrent writers of one row settle on the same winner in `rows` and in `row_index`
+//!   (across processes, the latest clock wins, as everywhere in Cassandra).
+//! - Cassandra refuses an empty partition key, so a row key must not be empty: writing one is
+//!   [`StoreError::Invalid`], and reading one finds nothing.
+//!
+//! # Consistency
+//!
+//! Reads and writes run at `LOCAL_QUORUM`; heads are read at `SERIAL` and changed by
+//! lightweight transactions with `SERIAL` as their serial consistency, so a head read sees every
+//! completed compare-and-set in any data centre. Single-node test clusters satisfy all of these
+//! with replication factor 1. With several data centres, a head read in one may name blobs that
+//! `LOCAL_QUORUM` has not yet brought there from another; readers then retry, or the cluster is
+//! run with every datastore process in one data centre.
+//!
+//! # Concurrency
+//!
+//! Batch operations never use CQL `BATCH` (Cassandra refuses batches above 50 KiB): they run
+//! prepared statements concurrently, at most `max_concurrency` in flight, and return results in
+//! request order. All statements are prepared once, in [`CassandraStore::connect`]. Non-LWT
+//! statements are marked idempotent so the driver may retry them.
+//!
+//! The store's futures need a tokio runtime.
+//!
+//! The code is split by noun: [`config`](CassandraConfig) (how to connect), `schema` (the
+//! keyspace and its tables), `statements` (prepared once), `heads` (compare-and-set), `rows`
+//! (the rows and their query table), `blobs`, and `codec` (errors and row decoding).
+
+mod blobs;
+mod codec;
+mod config;
+mod heads;
+mod rows;
+mod schema;
+mod statements;
+
+use std::fmt;
+use std::future::Future;
+
+use dsf::store::{Store, StoreError, StoreResult};
+use futures::{StreamExt, TryStreamExt, stream};
+use scylla::client::execution_profile::ExecutionProfile;
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::response::query_result::QueryResult;
+use scylla::serialize::row::SerializeRow;
+use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::{Consistency, SerialConsistency};
+
+use codec::{execution_error, first_row_error, rows_error, schema_error};
+use config::check_keyspace;
+pub use config::{CASSANDRA_ENV, CassandraConfig, LOCAL_NODE, Replication};
+use rows::Clock;
+use statements::Statements;
+
+/// A store in a Cassandra keyspace. See the [module documentation](self) for its schema.
+pub struct CassandraStore {
+    session: Session,
+    keyspace: String,
+    indexed: Vec<String>,
+    max_concurrency: usize,
+    statements: Statements,
+    clock: Clock,
+}
+
+impl fmt::Debug for CassandraStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CassandraStore")
+            .field("keyspace", &self.keyspace)
+            .field("indexed", &self.indexed)
+            .field("max_concurrency", &self.max_concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CassandraStore {
+    /// Connects, creates the keyspace and tables if absent, waits for schema agreement, and
+    /// prepares every statement.
+    pub async fn connect(config: CassandraConfig) -> StoreResult<CassandraStore> {
+        check_keyspace(&config.keyspace)?;
+        let replication = config.replication.cql()?;
+        if config.max_concurrency == 0 {
+            return Err(StoreError::Invalid("max_concurrency must be at least 1".into()));
+        }
+        if config.contact_points.is_empty() {
+            return Err(StoreError::Invalid("no Cassandra contact point configured".into()));
+        }
+        let profile = ExecutionProfile::builder()
+            .consistency(Consistency::LocalQuorum)
+            .serial_consistency(Some(SerialConsistency::Serial))
+            .request_timeout(Some(config.request_timeout))
+            .build();
+        let session = SessionBuilder::new()
+            .known_nodes(&config.contact_points)
+            .default_execution_profile_handle(profile.into_handle())
+            .build()
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot connect to Cassandra at {}: {e}",
+                    config.contact_points.join(", ")
+                ))
+            })?;
+
+        let ks = format!("\"{}\"", config.keyspace);
+        schema::create(&session, &ks, &replication).await?;
+        let statements = Statements::prepare(&session, &ks).await?;
+        Ok(CassandraStore {
+            session,
+            keyspace: config.keyspace,
+            indexed: config.indexed_attributes,
+            max_concurrency: config.max_concurrency,
+            statements,
+            clock: Clock::default(),
+        })
+    }
+
+    /// The keyspace this store uses.
+    pub fn keyspace(&self) -> &str {
+        &self.keyspace
+    }
+
+    /// Drops the keyspace and everything in it (for tests). The store is unusable afterwards.
+    pub async fn drop_keyspace(&self) -> StoreResult<()> {
+        self.session
+            .query_unpaged(format!("DROP KEYSPACE IF EXISTS \"{}\"", self.keyspace), ())
+            .await
+            .map_err(execution_error)?;
+        self.session.await_schema_agreement().await.map_err(schema_error)?;
+        Ok(())
+    }
+
+    /// Runs one prepared statement.
+    async fn execute(&self, statement: &PreparedStatement, values: impl SerializeRow) -> StoreResult<QueryResult> {
+        self.session.execute_unpaged(statement, values).await.map_err(execution_error)
+    }
+
+    /// Runs a prepared statement that returns at most one row of type `R`.
+    async fn execute_one<R>(&self, statement: &PreparedStatement, values: impl SerializeRow) -> StoreResult<Option<R>>
+    where
+        R: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm>,
+    {
+        let rows = self.execute(statement, values).await?.into_rows_result().map_err(rows_error)?;
+        rows.maybe_first_row::<R>().map_err(first_row_error)
+    }
+
+    /// Runs `f` on every item, at most `max_concurrency` at once, results in input order.
+    async fn each<I, T, F, Fut>(&self, items: Vec<I>, f: F) -> StoreResult<Vec<T>>
+    where
+        F: Fn(I) -> Fut,
+        Fut: Future<Output = StoreResult<T>>,
+    {
+        stream::iter(items).map(f).buffered(self.max_concurrency).try_collect().await
+    }
+}
+
+/// Saves through the provided calls: Cassandra has no multi-table atomic batch with a
+/// lightweight transaction.
+impl Store for CassandraStore {}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use bytes::Bytes;
+    use dsf::store::Row;
+
+    use super::*;
+
+    /// A store in a fresh keyspace of the local test node; panics, saying how to start the
+    /// node, if none answers.
+    pub(crate) async fn store(name: &str) -> CassandraStore {
+        let keyspace = format!("dsf_unit_{name}_{}", std::process::id());
+        let config = CassandraConfig::local(&keyspace);
+        let nodes = config.contact_points.join(", ");
+        let store = match CassandraStore::connect(config).await {
+            Ok(store) => store,
+            Err(e) => {
+                panic!("no Cassandra answers at {nodes} ({e}): run `scripts/cassandra start`")
+            }
+        };
+        store.drop_keyspace().await.unwrap();
+        CassandraStore::connect(CassandraConfig::local(&keyspace)).await.unwrap()
+    }
+
+    pub(crate) fn row(key: &[u8], value: Option<&[u8]>, attributes: &[(&str, &[u8])]) -> Row {
+        Row {
+            key: key.to_vec(),
+            value: value.map(Bytes::copy_from_slice),
+            attributes: attributes.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect(),
+        }
+    }
+
+    /// The keys `row_index` lists under `(name, value)`, stale entries included.
+    pub(crate) async fn index_keys(store: &CassandraStore, name: &str, value: &[u8]) -> Vec<Vec<u8>> {
+        let cql = format!("SELECT key FROM \"{}\".row_index WHERE name = ? AND value = ?", store.keyspace());
+        let rows = store.session.query_unpaged(cql, (name, value)).await.unwrap().into_rows_result().unwrap();
+        rows.rows::<(Vec<u8>,)>().unwrap().map(|r| r.unwrap().0).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_node_that_does_not_answer_is_unavailable() {
+        let mut config = CassandraConfig::new("dsf_unit_nobody");
+        config.contact_points = vec!["127.0.0.1:1".into()];
+        let err = CassandraStore::connect(config).await.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_bad_keyspace_is_refused_before_connecting() {
+        let err = CassandraStore::connect(CassandraConfig::local("no-dashes")).await.unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    }
+}
