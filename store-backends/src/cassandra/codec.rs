@@ -95,3 +95,21 @@ pub(crate) fn rows_error(e: IntoRowsResultError) -> StoreError {
 pub(crate) fn first_row_error(e: MaybeFirstRowError) -> StoreError {
     StoreError::Corrupt(format!("undecodable row: {e}"))
 }
+
+/// Whether a failed request may nonetheless have taken effect: it timed out, its connection
+/// broke after it was sent, or the server reports a write timeout or failure. The outcome of
+/// a lightweight transaction that failed so is unknown until a serial read settles it.
+pub(crate) fn outcome_unknown(e: &ExecutionError) -> bool {
+    match e {
+        ExecutionError::RequestTimeout(_) => true,
+        ExecutionError::LastAttemptError(a) => match a {
+            RequestAttemptError::BrokenConnectionError(_) => true,
+            RequestAttemptError::DbError(db, _) => {
+                // 0x1700: CAS_WRITE_UNKNOWN (protocol v5).
+                matches!(db, DbError::WriteTimeout { .. } | DbError::WriteFailure { .. } | DbError::Other(0x1700))
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}

@@ -36,12 +36,19 @@
 //!
 //! # Consistency
 //!
-//! Reads and writes run at `LOCAL_QUORUM`; heads are read at `SERIAL` and changed by
-//! lightweight transactions with `SERIAL` as their serial consistency, so a head read sees every
-//! completed compare-and-set in any data centre. Single-node test clusters satisfy all of these
-//! with replication factor 1. With several data centres, a head read in one may name blobs that
-//! `LOCAL_QUORUM` has not yet brought there from another; readers then retry, or the cluster is
-//! run with every datastore process in one data centre.
+//! Reads and writes run at [`CassandraConfig::consistency`] (`QUORUM`, or `LOCAL_QUORUM` when a
+//! local data centre is configured); heads are read at the serial consistency (`SERIAL`, or
+//! `LOCAL_SERIAL`) and changed by lightweight transactions with it as their serial consistency,
+//! so a head read sees every completed compare-and-set. Single-node test clusters satisfy all of
+//! these with replication factor 1. With `LOCAL_` levels and several data centres, a head read in
+//! one may name blobs that `LOCAL_QUORUM` has not yet brought there from another; readers then
+//! retry, or the cluster is run with every datastore process in one data centre.
+//!
+//! A compare-and-set whose outcome is unknown (it timed out, or its connection broke after it
+//! was sent) is settled by serial reads with a bounded backoff before `cas_heads` returns: our
+//! record at our version is [`Cas::Applied`](dsf::store::Cas), anything else `Lost` with the
+//! current record; when no read answers, the result is [`StoreError::Unavailable`] saying that
+//! the outcome is unknown, never `Applied`.
 //!
 //! # Concurrency
 //!
@@ -60,6 +67,8 @@ mod blobs;
 mod codec;
 mod config;
 mod heads;
+#[cfg(test)]
+mod proxy;
 mod rows;
 mod schema;
 mod statements;
@@ -72,14 +81,17 @@ use futures::{StreamExt, TryStreamExt, stream};
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use scylla::policies::load_balancing::DefaultPolicy;
 use scylla::response::query_result::QueryResult;
 use scylla::serialize::row::SerializeRow;
 use scylla::statement::prepared::PreparedStatement;
-use scylla::statement::{Consistency, SerialConsistency};
 
 use codec::{execution_error, first_row_error, rows_error, schema_error};
 use config::check_keyspace;
-pub use config::{CASSANDRA_ENV, CassandraConfig, LOCAL_NODE, Replication};
+pub use config::{
+    CASSANDRA_ENV, CassandraConfig, Consistency, Credentials, LOCAL_NODE, PASSWORD_ENV, Replication, SerialConsistency,
+    TlsFiles, USERNAME_ENV, parse_consistency, parse_serial_consistency,
+};
 use rows::Clock;
 use statements::Statements;
 
@@ -104,37 +116,57 @@ impl fmt::Debug for CassandraStore {
 }
 
 impl CassandraStore {
-    /// Connects, creates the keyspace and tables if absent, waits for schema agreement, and
-    /// prepares every statement.
+    /// Connects, creates the keyspace and tables if absent (an existing keyspace must have the
+    /// configured replication), waits for schema agreement, and prepares every statement.
     pub async fn connect(config: CassandraConfig) -> StoreResult<CassandraStore> {
         check_keyspace(&config.keyspace)?;
-        let replication = config.replication.cql()?;
+        config.replication.cql()?;
         if config.max_concurrency == 0 {
             return Err(StoreError::Invalid("max_concurrency must be at least 1".into()));
         }
         if config.contact_points.is_empty() {
             return Err(StoreError::Invalid("no Cassandra contact point configured".into()));
         }
+        let mut policy = DefaultPolicy::builder();
+        if let Some(dc) = &config.local_datacenter {
+            policy = policy.prefer_datacenter(dc.clone());
+        }
         let profile = ExecutionProfile::builder()
-            .consistency(Consistency::LocalQuorum)
-            .serial_consistency(Some(SerialConsistency::Serial))
+            .consistency(config.consistency())
+            .serial_consistency(Some(config.serial_consistency()))
             .request_timeout(Some(config.request_timeout))
+            .load_balancing_policy(policy.build())
             .build();
-        let session = SessionBuilder::new()
+        let mut builder = SessionBuilder::new()
             .known_nodes(&config.contact_points)
-            .default_execution_profile_handle(profile.into_handle())
-            .build()
-            .await
-            .map_err(|e| {
-                StoreError::Unavailable(format!(
-                    "cannot connect to Cassandra at {}: {e}",
-                    config.contact_points.join(", ")
-                ))
-            })?;
+            .default_execution_profile_handle(profile.into_handle());
+        if let Some(credentials) = &config.credentials {
+            builder = builder.user(&credentials.username, &credentials.password);
+        }
+        if let Some(tls) = &config.tls {
+            builder = builder.tls_context(Some(tls.context()?));
+        }
+        let session = builder.build().await.map_err(|e| {
+            let text = e.to_string();
+            let hint = if text.contains("Authentication is required") {
+                "the cluster requires a login: configure a username and its password"
+            } else if text.contains("AuthenticationError") || text.contains("Authentication") {
+                "check the username and password"
+            } else if text.contains("SSL") || text.contains("certificate") || text.contains("TLS") {
+                "check TLS: the nodes' certificates must be signed by the configured CA and name their IP \
+                 addresses, and the nodes must have client encryption enabled"
+            } else {
+                "check contact_points, and that the nodes run and accept CQL on these ports"
+            };
+            StoreError::Unavailable(format!(
+                "cannot connect to Cassandra at {}: {text} ({hint})",
+                config.contact_points.join(", ")
+            ))
+        })?;
 
+        schema::create(&session, &config.keyspace, &config.replication).await?;
         let ks = format!("\"{}\"", config.keyspace);
-        schema::create(&session, &ks, &replication).await?;
-        let statements = Statements::prepare(&session, &ks).await?;
+        let statements = Statements::prepare(&session, &ks, config.serial_consistency()).await?;
         Ok(CassandraStore {
             session,
             keyspace: config.keyspace,

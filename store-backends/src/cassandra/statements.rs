@@ -1,8 +1,8 @@
 //! The prepared statements of every table, prepared once when the store connects.
 
 use scylla::client::session::Session;
-use scylla::statement::Consistency;
 use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::{Consistency, SerialConsistency};
 
 use dsf::store::StoreResult;
 
@@ -30,7 +30,12 @@ pub(crate) struct Statements {
 impl Statements {
     /// Prepares every statement of keyspace `ks` (quoted). Statements that are not lightweight
     /// transactions are idempotent, so the driver may retry them.
-    pub(crate) async fn prepare(session: &Session, ks: &str) -> StoreResult<Statements> {
+    /// Heads are read at `serial`, so a read sees every completed compare-and-set.
+    pub(crate) async fn prepare(session: &Session, ks: &str, serial: SerialConsistency) -> StoreResult<Statements> {
+        let serial_read = match serial {
+            SerialConsistency::Serial => Consistency::Serial,
+            SerialConsistency::LocalSerial => Consistency::LocalSerial,
+        };
         let prepare = async |cql: String, idempotent: bool, consistency: Option<Consistency>| {
             let mut prepared = session.prepare(cql).await.map_err(|e| execution_error(e.into()))?;
             prepared.set_is_idempotent(idempotent);
@@ -51,7 +56,7 @@ impl Statements {
             select_heads: prepare(
                 format!("SELECT version, record FROM {ks}.heads WHERE repository = ?"),
                 true,
-                Some(Consistency::Serial),
+                Some(serial_read),
             )
             .await?,
             insert_heads: prepare(
