@@ -22,15 +22,23 @@
 //! - `rows` is ION's `IIndexStore`: a value and its attributes. A row exists when its `value` is
 //!   not null; a row holding attributes only (an attribute update that raced a removal) is
 //!   treated as absent.
-//! - `row_index` is a query table: one entry per `(attribute, value, row key)`. A query reads the
-//!   keys of its first equality predicate from one `row_index` partition, reads those rows, and
-//!   keeps the ones [`dsf::store::matches`] accepts, so the semantics are the memory store's.
-//!   The index may hold stale entries (they are filtered out) but never misses a live one: a
-//!   write inserts the new entries first, then writes the row, then deletes the entries its old
-//!   attributes no longer justify (read before the write). Every statement of one row write
-//!   carries the same client timestamp, from a clock that is monotonic within the process, so
-//!   concurrent writers of one row settle on the same winner in `rows` and in `row_index`
-//!   (across processes, the latest clock wins, as everywhere in Cassandra).
+//! - `row_index` is a query table: one entry per `(attribute, non-empty value, row key)`. A
+//!   query reads the keys of its first equality predicate with a non-empty value (the shared
+//!   rule of [`dsf::store::check_query`] requires one) from one `row_index` partition, reads
+//!   those rows, and keeps the ones [`dsf::store::matches`] accepts, so the semantics are the
+//!   memory store's. Empty values are not indexed, so no partition is keyed by the empty value
+//!   (every non-head commit has `branch_name = ""`).
+//! - The index may hold stale entries (they are filtered out) but never misses a live one: a
+//!   write inserts the new entries first, then writes the row. A whole-row write is blind (no
+//!   read before it); the entries its old attributes no longer justify are deleted by the first
+//!   query that meets them, with a timestamp just below the row's write time, so an entry
+//!   written again since survives. An attribute-only update (the only kind a head move makes)
+//!   reads the row, which must exist, and deletes the entries of the values it changes: a head
+//!   move leaves one tombstone per head that changes. Every statement of one row write carries
+//!   the same client timestamp, from a clock that is monotonic within the process, so a retried
+//!   statement is idempotent and concurrent writers of one row settle on the same winner in
+//!   `rows` and in `row_index` (across processes, the latest clock wins, as everywhere in
+//!   Cassandra).
 //! - Cassandra refuses an empty partition key, so a row key must not be empty: writing one is
 //!   [`StoreError::Invalid`], and reading one finds nothing.
 //!

@@ -29,11 +29,13 @@ impl Clock {
     }
 }
 
-/// A stored index row as read: the value (`None`: the row does not exist) and its attributes.
+/// A stored index row as read: the value (`None`: the row does not exist), its attributes, and
+/// the write time of its value (the timestamp of the last whole-row write).
 #[derive(Debug, Default)]
 pub(crate) struct StoredRow {
     value: Option<Bytes>,
     attributes: BTreeMap<String, Vec<u8>>,
+    written: Option<i64>,
 }
 
 /// What a batch does to one row key, after folding every request for that key in order.
@@ -101,10 +103,14 @@ impl CassandraStore {
         if key.is_empty() {
             return Ok(StoredRow::default());
         }
-        type Columns = (Option<Bytes>, Option<BTreeMap<String, Vec<u8>>>);
+        type Columns = (Option<Bytes>, Option<BTreeMap<String, Vec<u8>>>, Option<i64>);
         let row = self.execute_one::<Columns>(&self.statements.select_row, (key,)).await?;
         Ok(row
-            .map(|(value, attributes)| StoredRow { value, attributes: attributes.unwrap_or_default() })
+            .map(|(value, attributes, written)| StoredRow {
+                value,
+                attributes: attributes.unwrap_or_default(),
+                written,
+            })
             .unwrap_or_default())
     }
 
@@ -118,13 +124,26 @@ impl CassandraStore {
 
     /// Applies row requests in order, with the semantics of the memory store, except that a
     /// failed attribute-only update fails the whole batch before anything is written.
+    ///
+    /// A whole-row write is blind: it writes the row and its index entries without reading
+    /// what they replace, so the entries of the old attributes stay behind until a query meets
+    /// them (see [`IndexStore::query`] below). Only attribute-only updates read the row: it
+    /// must exist, and the entries of the values they change are deleted.
     async fn write_rows(&self, rows: Vec<Row>) -> StoreResult<()> {
         if rows.iter().any(|r| r.key.is_empty()) {
             return Err(StoreError::Invalid("Cassandra cannot store a row with an empty key".into()));
         }
         let changes = fold(rows);
-        let keys = changes.iter().map(|c| c.key.clone()).collect();
-        let old = self.each(keys, |k| self.read_row(k)).await?;
+        // Only a key whose first request is attribute-only (a merge) is read.
+        let reads: Vec<Option<Vec<u8>>> = changes.iter().map(|c| c.needs_row.then(|| c.key.clone())).collect();
+        let old = self
+            .each(reads, |key| async move {
+                match key {
+                    Some(key) => self.read_row(key).await,
+                    None => Ok(StoredRow::default()),
+                }
+            })
+            .await?;
         if let Some((c, _)) = changes.iter().zip(&old).find(|(c, o)| c.needs_row && o.value.is_none()) {
             return Err(StoreError::Invalid(format!(
                 "attribute-only update of a row that does not exist: {}",
@@ -162,13 +181,14 @@ impl Plan {
             }
         };
         self.rows.push(row);
-        for (name, value) in new {
+        // Empty values are not indexed: no query scans by one.
+        for (name, value) in new.into_iter().filter(|(_, v)| !v.is_empty()) {
             self.index_inserts.push(Write::IndexInsert { name, value, key: key.clone(), ts });
         }
     }
 
     fn delete_entries(&mut self, key: &[u8], entries: impl Iterator<Item = (String, Vec<u8>)>, ts: i64) {
-        for (name, value) in entries {
+        for (name, value) in entries.filter(|(_, v)| !v.is_empty()) {
             self.index_deletes.push(Write::IndexDelete { name, value, key: key.to_vec(), ts });
         }
     }
@@ -222,6 +242,7 @@ impl KvStore for CassandraStore {
         let deletes = old
             .attributes
             .into_iter()
+            .filter(|(_, value)| !value.is_empty())
             .map(|(name, value)| Write::IndexDelete { name, value, key: key.clone(), ts })
             .collect();
         self.run(deletes).await
@@ -263,15 +284,17 @@ impl IndexStore for CassandraStore {
         let checked = check_predicates(&self.indexed, &predicates);
         async move {
             checked?;
+            // The partition of the first equality with a non-empty value (the shared rule
+            // guarantees one).
             let Some((name, value)) = predicates.iter().find_map(|p| match p {
-                Predicate::Eq(n, v) => Some((n.clone(), v.clone())),
-                Predicate::Gt(..) => None,
+                Predicate::Eq(n, v) if !v.is_empty() => Some((n.clone(), v.clone())),
+                _ => None,
             }) else {
-                return Err(StoreError::Invalid("a query needs at least one equality predicate".into()));
+                return Err(StoreError::Invalid("a query needs an equality predicate with a non-empty value".into()));
             };
             let keys: Vec<Vec<u8>> = self
                 .session
-                .execute_iter(self.statements.select_index.clone(), (name, value))
+                .execute_iter(self.statements.select_index.clone(), (name.clone(), value.clone()))
                 .await
                 .map_err(pager_error)?
                 .rows_stream::<(Vec<u8>,)>()
@@ -280,20 +303,36 @@ impl IndexStore for CassandraStore {
                 .map_err(next_row_error)
                 .try_collect()
                 .await?;
-            let predicates = &predicates;
-            let mut rows: Vec<Row> = stream::iter(keys)
+            let (predicates, scanned) = (&predicates, (&name, &value));
+            let found: Vec<(Option<Row>, Option<Write>)> = stream::iter(keys)
                 .map(|key| async move {
                     let row = self.read_row(key.clone()).await?;
-                    Ok(row.value.filter(|_| matches(&row.attributes, predicates)).map(|value| Row {
+                    // An entry the row's attributes no longer justify was left by a blind
+                    // whole-row write: delete it with a timestamp just below that write, so an
+                    // entry written again since survives.
+                    let stale = match row.written {
+                        Some(written) if row.attributes.get(scanned.0) != Some(scanned.1) => Some(Write::IndexDelete {
+                            name: scanned.0.clone(),
+                            value: scanned.1.clone(),
+                            key: key.clone(),
+                            ts: written - 1,
+                        }),
+                        _ => None,
+                    };
+                    let found = row.value.filter(|_| matches(&row.attributes, predicates)).map(|value| Row {
                         key,
                         value: Some(value),
                         attributes: row.attributes,
-                    }))
+                    });
+                    StoreResult::Ok((found, stale))
                 })
                 .buffered(self.max_concurrency)
-                .try_filter_map(|row| async move { Ok(row) })
                 .try_collect()
                 .await?;
+            let (rows, stale): (Vec<Option<Row>>, Vec<Option<Write>>) = found.into_iter().unzip();
+            // Cleaning up is best effort: an entry that stays is filtered again next time.
+            let _ = self.run(stale.into_iter().flatten().collect()).await;
+            let mut rows: Vec<Row> = rows.into_iter().flatten().collect();
             rows.sort_by(|a, b| a.key.cmp(&b.key));
             rows.dedup_by(|a, b| a.key == b.key);
             Ok(rows)
@@ -354,20 +393,34 @@ mod tests {
     async fn changing_attributes_removes_stale_index_entries() {
         let store = store("index").await;
         store.put_row(row(b"c1", Some(b"v1"), &[("branch_name", b"main"), ("keyword", b"a")])).await.unwrap();
+        // An attribute-only update reads the row and deletes the entries of the values it changes.
         store.update_index(b"c1".to_vec(), [("branch_name".to_string(), b"dev".to_vec())].into()).await.unwrap();
         assert!(index_keys(&store, "branch_name", b"main").await.is_empty());
         assert_eq!(index_keys(&store, "branch_name", b"dev").await, [b"c1".to_vec()]);
         assert_eq!(index_keys(&store, "keyword", b"a").await, [b"c1".to_vec()]);
-
-        store.put_row(row(b"c1", Some(b"v2"), &[("keyword", b"b")])).await.unwrap();
+        // Empty values are not indexed.
+        store.update_index(b"c1".to_vec(), [("branch_name".to_string(), Vec::new())].into()).await.unwrap();
         assert!(index_keys(&store, "branch_name", b"dev").await.is_empty());
-        assert!(index_keys(&store, "keyword", b"a").await.is_empty());
+        assert!(index_keys(&store, "branch_name", b"").await.is_empty());
+
+        // A whole-row write is blind: the old entries stay until a query meets them.
+        store.put_row(row(b"c1", Some(b"v2"), &[("keyword", b"b"), ("subject_key", b"")])).await.unwrap();
+        assert_eq!(index_keys(&store, "keyword", b"a").await, [b"c1".to_vec()]);
+        assert!(index_keys(&store, "subject_key", b"").await.is_empty());
+        assert!(store.query(vec![Predicate::Eq("keyword".into(), b"a".to_vec())]).await.unwrap().is_empty());
+        assert!(index_keys(&store, "keyword", b"a").await.is_empty(), "the query deleted the stale entry");
         let found = store.query(vec![Predicate::Eq("keyword".into(), b"b".to_vec())]).await.unwrap();
-        assert_eq!(found, [row(b"c1", Some(b"v2"), &[("keyword", b"b")])]);
+        assert_eq!(found, [row(b"c1", Some(b"v2"), &[("keyword", b"b"), ("subject_key", b"")])]);
+        // The same entry written again after the stale one was seen survives its deletion.
+        store.put_row(row(b"c1", Some(b"v3"), &[("keyword", b"a")])).await.unwrap();
+        assert_eq!(store.query(vec![Predicate::Eq("keyword".into(), b"a".to_vec())]).await.unwrap().len(), 1);
+        assert!(store.query(vec![Predicate::Eq("keyword".into(), b"b".to_vec())]).await.unwrap().is_empty());
+        assert_eq!(index_keys(&store, "keyword", b"a").await, [b"c1".to_vec()]);
+        assert!(index_keys(&store, "keyword", b"b").await.is_empty());
 
         store.remove(b"c1".to_vec()).await.unwrap();
-        assert!(index_keys(&store, "keyword", b"b").await.is_empty());
-        assert!(store.query(vec![Predicate::Eq("keyword".into(), b"b".to_vec())]).await.unwrap().is_empty());
+        assert!(index_keys(&store, "keyword", b"a").await.is_empty());
+        assert!(store.query(vec![Predicate::Eq("keyword".into(), b"a".to_vec())]).await.unwrap().is_empty());
         store.drop_keyspace().await.unwrap();
     }
 

@@ -71,7 +71,12 @@ impl Statements {
                 None,
             )
             .await?,
-            select_row: prepare(format!("SELECT value, attributes FROM {ks}.rows WHERE key = ?"), true, None).await?,
+            select_row: prepare(
+                format!("SELECT value, attributes, WRITETIME(value) FROM {ks}.rows WHERE key = ?"),
+                true,
+                None,
+            )
+            .await?,
             select_value: prepare(format!("SELECT value FROM {ks}.rows WHERE key = ?"), true, None).await?,
             insert_row: prepare(
                 format!("INSERT INTO {ks}.rows (key, value, attributes) VALUES (?, ?, ?) USING TIMESTAMP ?"),
