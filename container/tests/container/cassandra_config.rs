@@ -1,7 +1,9 @@
-//! `dsf-container` on Cassandra, configured by its file: a login with a password (and a wrong
-//! one), an unreachable node, bad TLS files and a keyspace whose replication differs from the
-//! configuration each end with a clear message and a non-zero exit, and the password is never
-//! logged.
+//! `dsf-container` on Cassandra, configured by its file: a login with a password over TLS
+//! serves; a wrong password, no login, a CA that did not sign the node's certificate, an
+//! unreachable node, bad TLS files and a keyspace whose replication differs from the
+//! configuration each end with a clear message and a non-zero exit; the password is never
+//! logged. The login and TLS cases run on a node of their own (`scripts/cassandra start --auth
+//! --tls` on free ports), so the suite's shared node stays open.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -130,8 +132,8 @@ async fn a_keyspace_with_another_replication_is_reported_and_left_alone() {
     drop(store);
 }
 
-/// A Cassandra node of its own with PasswordAuthenticator (superuser cassandra / cassandra),
-/// stopped on drop.
+/// A Cassandra node of its own with PasswordAuthenticator (superuser cassandra / cassandra)
+/// and optional TLS (its CA in `<dir>/node/tls/ca.pem`), stopped on drop.
 struct AuthNode {
     dir: tempfile::TempDir,
     addr: String,
@@ -147,17 +149,22 @@ impl AuthNode {
         let port = free_port().to_string();
         let storage = free_port().to_string();
         let out = Command::new(cassandra_script())
-            .args(["start", "--auth", "--heap", "512M", "--port", &port, "--storage-port", &storage, "--dir"])
+            .args(["start", "--auth", "--tls", "--heap", "512M", "--port", &port, "--storage-port", &storage, "--dir"])
             .arg(dir.path().join("node"))
             .output()
             .expect("scripts/cassandra runs");
         assert!(
             out.status.success(),
-            "scripts/cassandra start --auth failed (it needs Java 17 and the jars of `scripts/cassandra fetch`): {}",
+            "scripts/cassandra start --auth --tls failed (it needs Java 17 and the jars of `scripts/cassandra fetch`): {}",
             String::from_utf8_lossy(&out.stderr)
         );
         let addr = String::from_utf8_lossy(&out.stdout).trim().to_string();
         AuthNode { dir, addr }
+    }
+
+    /// A file of the node's TLS folder: `ca.pem` (the CA), `node.pem` (its certificate).
+    fn tls(&self, file: &str) -> PathBuf {
+        self.dir.path().join("node/tls").join(file)
     }
 }
 
@@ -168,7 +175,7 @@ impl Drop for AuthNode {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_login_with_a_password_file_serves_and_a_wrong_password_is_a_clear_error() {
+async fn a_login_over_tls_serves_and_a_wrong_password_or_ca_is_a_clear_error() {
     let node = tokio::task::spawn_blocking(AuthNode::start).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = format!(
@@ -189,9 +196,19 @@ async fn a_login_with_a_password_file_serves_and_a_wrong_password_is_a_clear_err
     let out = tokio::task::spawn_blocking(move || run_to_exit(&path, &[])).await.unwrap();
     fails_saying(&out, &["cannot connect to Cassandra", "requires a login"]);
 
-    // The right password, from a file: the datastore serves, and never logs the password.
+    // A CA that did not sign the node's certificate.
     std::fs::write(dir.path().join("password"), "cassandra\n").unwrap();
-    let (path, url) = config(dir.path(), &format!("{store}password_file = \"password\"\n"));
+    let not_the_ca = node.tls("node.pem");
+    let (path, _) =
+        config(dir.path(), &format!("{store}password_file = \"password\"\ntls_ca = \"{}\"\n", not_the_ca.display()));
+    let out = tokio::task::spawn_blocking(move || run_to_exit(&path, &[])).await.unwrap();
+    fails_saying(&out, &["cannot connect to Cassandra", "certificate verify failed", "check TLS"]);
+
+    // The right password, from a file, over TLS: the datastore serves, and never logs the
+    // password.
+    let ca = node.tls("ca.pem");
+    let (path, url) =
+        config(dir.path(), &format!("{store}password_file = \"password\"\ntls_ca = \"{}\"\n", ca.display()));
     let log = dir.path().join("log");
     let child = Command::new(env!("CARGO_BIN_EXE_dsf-container"))
         .arg("--config")
