@@ -21,5 +21,5 @@ ensure_debian_packages() {
 # The Rust toolchain comes from rustup; everything else the build needs comes from Debian.
 ensure_build_tools() {
   command -v cargo >/dev/null || die "cargo not found: install Rust with rustup (stable toolchain), then re-run"
-  ensure_debian_packages build-essential pkg-config libclang-dev
+  ensure_debian_packages build-essential pkg-config libclang-dev libssl-dev
 }

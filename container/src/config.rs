@@ -12,16 +12,30 @@
 //! [store]
 //! kind = "rocksdb"                                       # or "cassandra", "memory"
 //! path = "/var/lib/dsf"                                  # rocksdb
-//! # contact_points = ["127.0.0.1:9042"]                  # cassandra
-//! # keyspace = "dsf"                                     # cassandra
 //!
 //! [[apps]]
 //! name = "datastore"                                     # the only app so far
 //! instances = 1
 //! ```
+//!
+//! A Cassandra store (see [`CassandraSettings`]; `dsf-container --help` explains every key):
+//!
+//! ```toml
+//! [store]
+//! kind = "cassandra"
+//! contact_points = ["10.0.0.1:9042", "10.0.0.2:9042"]
+//! keyspace = "dsf"
+//! replication = { class = "NetworkTopologyStrategy", dc1 = 3 }
+//! local_datacenter = "dc1"
+//! username = "dsf"
+//! password_file = "/etc/dsf/cassandra-password"
+//! tls_ca = "/etc/dsf/ca.pem"
+//! ```
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use dsf_store_backends::cassandra::{Replication, parse_consistency, parse_serial_consistency};
 use serde::Deserialize;
 
 /// The whole file.
@@ -66,12 +80,7 @@ pub enum StoreConfig {
         path: PathBuf,
     },
     /// A Cassandra cluster.
-    Cassandra {
-        /// `host:port` of one or more nodes.
-        contact_points: Vec<String>,
-        /// The keyspace (created if missing).
-        keyspace: String,
-    },
+    Cassandra(Box<CassandraSettings>),
     /// In memory: gone when the container stops (for trials).
     Memory,
 }
@@ -84,6 +93,134 @@ impl Default for StoreConfig {
 
 fn default_path() -> PathBuf {
     PathBuf::from("dsf-data")
+}
+
+/// The keys of a Cassandra store, as written; [`CassandraSettings::check`] validates them and
+/// `dsf-container` turns them into the store's configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CassandraSettings {
+    /// `host:port` of one or more nodes.
+    pub contact_points: Vec<String>,
+    /// The keyspace (created if missing, with `replication`).
+    pub keyspace: String,
+    /// `{ class = "SimpleStrategy", replication_factor = N }` or
+    /// `{ class = "NetworkTopologyStrategy", <dc> = N, … }`: a missing keyspace is created so;
+    /// an existing one must have this replication (it is never altered).
+    pub replication: BTreeMap<String, Scalar>,
+    /// The data centre whose nodes are preferred.
+    pub local_datacenter: Option<String>,
+    /// Reads and writes (default QUORUM, LOCAL_QUORUM with `local_datacenter`).
+    pub consistency: Option<String>,
+    /// Compare-and-set (default SERIAL, LOCAL_SERIAL with `local_datacenter`).
+    pub serial_consistency: Option<String>,
+    /// The Cassandra role; then exactly one of `password_env` and `password_file`.
+    pub username: Option<String>,
+    /// The environment variable that holds the password.
+    pub password_env: Option<String>,
+    /// The file that holds the password (relative to the configuration file; one trailing
+    /// newline is ignored).
+    pub password_file: Option<PathBuf>,
+    /// The CA certificate(s) of the nodes, PEM: enables TLS.
+    pub tls_ca: Option<PathBuf>,
+    /// A client certificate chain, PEM (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// The client certificate's private key, PEM (with `tls_cert`).
+    pub tls_key: Option<PathBuf>,
+    /// How long one statement may take, retries included, in milliseconds (default 30000).
+    pub request_timeout_ms: Option<u64>,
+    /// The most statements one operation keeps in flight (default 64).
+    pub max_concurrency: Option<usize>,
+}
+
+/// A value of the `replication` table: the class name or a replication factor.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Scalar {
+    /// A string (the class).
+    Text(String),
+    /// An integer (a replication factor).
+    Int(i64),
+}
+
+impl CassandraSettings {
+    /// The replication the `replication` table describes.
+    pub fn replication(&self) -> Result<Replication, String> {
+        const SIMPLE: &str = "SimpleStrategy";
+        const NETWORK: &str = "NetworkTopologyStrategy";
+        let example = "e.g. replication = { class = \"SimpleStrategy\", replication_factor = 3 } or \
+                       { class = \"NetworkTopologyStrategy\", dc1 = 3, dc2 = 2 }";
+        let factor = |name: &str, value: &Scalar| match value {
+            Scalar::Int(n) if (1..=i64::from(u32::MAX)).contains(n) => Ok(*n as u32),
+            _ => Err(format!("replication: {name} must be a replication factor of at least 1, not {value:?}")),
+        };
+        let class = match self.replication.get("class") {
+            Some(Scalar::Text(class)) => class.strip_prefix("org.apache.cassandra.locator.").unwrap_or(class),
+            _ => return Err(format!("replication has no class: {example}")),
+        };
+        let others = self.replication.iter().filter(|(k, _)| k.as_str() != "class");
+        match class {
+            SIMPLE => {
+                let mut factors = others.map(|(k, v)| match k.as_str() {
+                    "replication_factor" => factor(k, v),
+                    _ => Err(format!("replication: {SIMPLE} takes only replication_factor, not {k:?}")),
+                });
+                match (factors.next(), factors.next()) {
+                    (Some(Ok(factor)), None) => Ok(Replication::Simple { factor }),
+                    (Some(Err(e)), _) | (_, Some(Err(e))) => Err(e),
+                    _ => Err(format!("replication: {SIMPLE} needs replication_factor: {example}")),
+                }
+            }
+            NETWORK => {
+                let dcs =
+                    others.map(|(k, v)| Ok((k.clone(), factor(k, v)?))).collect::<Result<BTreeMap<_, _>, String>>()?;
+                if dcs.is_empty() {
+                    return Err(format!("replication: {NETWORK} needs a factor per data centre: {example}"));
+                }
+                Ok(Replication::NetworkTopology(dcs))
+            }
+            other => Err(format!("unknown replication class {other:?}: use {SIMPLE} or {NETWORK}")),
+        }
+    }
+
+    /// Checks every key that can be checked without the cluster.
+    pub fn check(&self) -> Result<(), String> {
+        if self.contact_points.is_empty() {
+            return Err("contact_points is empty: name at least one node, e.g. [\"10.0.0.1:9042\"]".into());
+        }
+        self.replication()?;
+        if let Some(c) = &self.consistency {
+            parse_consistency(c).map_err(|e| format!("consistency: {e}"))?;
+        }
+        if let Some(c) = &self.serial_consistency {
+            parse_serial_consistency(c).map_err(|e| format!("serial_consistency: {e}"))?;
+        }
+        match (&self.username, &self.password_env, &self.password_file) {
+            (Some(_), Some(_), None) | (Some(_), None, Some(_)) | (None, None, None) => {}
+            (Some(_), None, None) => {
+                return Err("username needs a password: set password_env or password_file".into());
+            }
+            (Some(_), Some(_), Some(_)) => {
+                return Err("password_env and password_file are both set: keep one".into());
+            }
+            (None, _, _) => return Err("password_env or password_file without username: set username".into()),
+        }
+        match (&self.tls_ca, &self.tls_cert, &self.tls_key) {
+            (_, Some(_), None) => return Err("tls_cert needs tls_key (the certificate's private key)".into()),
+            (_, None, Some(_)) => return Err("tls_key needs tls_cert (the client certificate)".into()),
+            (None, Some(_), Some(_)) => {
+                return Err("tls_cert and tls_key need tls_ca (the CA of the nodes' certificates)".into());
+            }
+            _ => {}
+        }
+        if self.request_timeout_ms == Some(0) {
+            return Err("request_timeout_ms must be at least 1".into());
+        }
+        if self.max_concurrency == Some(0) {
+            return Err("max_concurrency must be at least 1".into());
+        }
+        Ok(())
+    }
 }
 
 /// An app: a service the container starts, in one or more processes.
@@ -126,6 +263,9 @@ impl Config {
                 return Err(format!("app {:?} has 0 instances", app.name));
             }
         }
+        if let StoreConfig::Cassandra(cassandra) = &config.store {
+            cassandra.check().map_err(|e| format!("[store]: {e}"))?;
+        }
         if config.broker.is_none() && config.grpc.is_none() {
             return Err("neither `broker` nor `grpc` is set: the container would serve nothing".into());
         }
@@ -144,11 +284,12 @@ mod tests {
         assert_eq!(c.apps, vec![App { name: "datastore".into(), instances: 1 }]);
         let c = Config::parse(
             "broker = \"amqp://x\"\n[store]\nkind = \"cassandra\"\ncontact_points = [\"h:1\"]\nkeyspace = \"k\"\n\
+             replication = { class = \"SimpleStrategy\", replication_factor = 1 }\n\
              [[apps]]\nname = \"datastore\"\ninstances = 4\n",
         )
         .unwrap();
         assert_eq!(c.apps[0].instances, 4);
-        assert!(matches!(c.store, StoreConfig::Cassandra { .. }));
+        assert!(matches!(c.store, StoreConfig::Cassandra(_)));
         assert!(Config::parse("").unwrap_err().contains("neither"));
         assert!(Config::parse("grpc = \"a\"\n[[apps]]\nname = \"mail\"").unwrap_err().contains("unknown app"));
         assert!(Config::parse("grpc = \"a\"\nbrokr = \"x\"").unwrap_err().contains("unknown field"));
@@ -166,5 +307,66 @@ mod tests {
         assert_eq!(c.broker_retry(), Some(std::time::Duration::from_secs(7)));
         assert!(Config::parse("broker = \"amqp://x\"\ndurable_queues = \"yes\"").is_err());
         assert!(Config::parse("broker = \"amqp://x\"\nbroker_retry_secs = -1").is_err());
+    }
+
+    fn cassandra(keys: &str) -> Result<CassandraSettings, String> {
+        let text = format!(
+            "grpc = \"a\"\n[store]\nkind = \"cassandra\"\ncontact_points = [\"h:1\"]\nkeyspace = \"k\"\n{keys}"
+        );
+        match Config::parse(&text)?.store {
+            StoreConfig::Cassandra(c) => Ok(*c),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_cassandra_key_of_the_documented_example_parses() {
+        let c = cassandra(
+            "replication = { class = \"NetworkTopologyStrategy\", dc1 = 3, dc2 = 2 }\n\
+             local_datacenter = \"dc1\"\nconsistency = \"LOCAL_QUORUM\"\nserial_consistency = \"LOCAL_SERIAL\"\n\
+             username = \"dsf\"\npassword_env = \"DSF_CASSANDRA_PASSWORD\"\ntls_ca = \"/etc/dsf/ca.pem\"\n\
+             tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\nrequest_timeout_ms = 12000\nmax_concurrency = 64\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.replication().unwrap(),
+            Replication::NetworkTopology([("dc1".into(), 3), ("dc2".into(), 2)].into())
+        );
+        assert_eq!(c.local_datacenter.as_deref(), Some("dc1"));
+        assert_eq!(c.request_timeout_ms, Some(12000));
+        let c = cassandra("replication = { class = \"SimpleStrategy\", replication_factor = 3 }\n").unwrap();
+        assert_eq!(c.replication().unwrap(), Replication::Simple { factor: 3 });
+        assert_eq!((c.username, c.tls_ca, c.consistency), (None, None, None));
+    }
+
+    #[test]
+    fn bad_cassandra_keys_are_clear_errors() {
+        let simple = "replication = { class = \"SimpleStrategy\", replication_factor = 3 }\n";
+        for (keys, expected) in [
+            ("", "missing field `replication`"),
+            ("replication = { replication_factor = 3 }\n", "replication has no class"),
+            ("replication = { class = \"SimpleStrategy\" }\n", "needs replication_factor"),
+            ("replication = { class = \"SimpleStrategy\", replication_factor = 0 }\n", "at least 1"),
+            ("replication = { class = \"SimpleStrategy\", dc1 = 3 }\n", "takes only replication_factor"),
+            ("replication = { class = \"NetworkTopologyStrategy\" }\n", "a factor per data centre"),
+            ("replication = { class = \"Everywhere\", x = 1 }\n", "unknown replication class"),
+            ("consistency = \"MOST\"\n", "unknown consistency"),
+            ("serial_consistency = \"QUORUM\"\n", "use SERIAL or LOCAL_SERIAL"),
+            ("username = \"u\"\n", "set password_env or password_file"),
+            ("username = \"u\"\npassword_env = \"P\"\npassword_file = \"f\"\n", "both set"),
+            ("password_env = \"P\"\n", "without username"),
+            ("tls_ca = \"ca\"\ntls_cert = \"c\"\n", "tls_cert needs tls_key"),
+            ("tls_cert = \"c\"\ntls_key = \"k\"\n", "need tls_ca"),
+            ("request_timeout_ms = 0\n", "at least 1"),
+            ("password = \"secret\"\n", "unknown field `password`"),
+        ] {
+            let keys = if keys.starts_with("replication") || keys.is_empty() {
+                keys.to_string()
+            } else {
+                format!("{simple}{keys}")
+            };
+            let err = cassandra(&keys).unwrap_err();
+            assert!(err.contains(expected), "{keys}: {err}");
+        }
     }
 }

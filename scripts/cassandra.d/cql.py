@@ -5,15 +5,20 @@
   cql.py query HOST PORT CQL    STARTUP, then QUERY at consistency ONE; prints the rows,
                                 one line each, columns separated by tabs
 
+A server that asks for authentication gets the credentials of $DSF_CASSANDRA_USERNAME and
+$DSF_CASSANDRA_PASSWORD (SASL PLAIN, as PasswordAuthenticator expects).
+
 Used by scripts/cassandra to tell when Cassandra really answers CQL, and for smoke checks.
 """
+import os
 import socket
 import struct
 import sys
 import uuid
 
 VERSION = 0x04
-OP_ERROR, OP_STARTUP, OP_READY, OP_OPTIONS, OP_SUPPORTED, OP_QUERY, OP_RESULT = 0, 1, 2, 5, 6, 7, 8
+OP_ERROR, OP_STARTUP, OP_READY, OP_AUTHENTICATE, OP_OPTIONS, OP_SUPPORTED, OP_QUERY, OP_RESULT = 0, 1, 2, 3, 5, 6, 7, 8
+OP_AUTH_RESPONSE, OP_AUTH_SUCCESS = 0x0F, 0x10
 CONSISTENCY_ONE = 0x0001
 
 
@@ -126,8 +131,17 @@ def query(host, port, cql):
         startup = struct.pack(">H", 1) + b"".join(
             struct.pack(">H", len(s)) + s for s in (b"CQL_VERSION", b"3.0.0"))
         op, _ = request(sock, OP_STARTUP, startup)
-        if op != OP_READY:
-            raise CqlError("STARTUP answered with opcode %d (authentication required?)" % op)
+        if op == OP_AUTHENTICATE:
+            user = os.environ.get("DSF_CASSANDRA_USERNAME", "")
+            if not user:
+                raise CqlError("the server requires authentication: set DSF_CASSANDRA_USERNAME and "
+                               "DSF_CASSANDRA_PASSWORD")
+            token = b"\0" + user.encode() + b"\0" + os.environ.get("DSF_CASSANDRA_PASSWORD", "").encode()
+            op, _ = request(sock, OP_AUTH_RESPONSE, struct.pack(">i", len(token)) + token)
+            if op != OP_AUTH_SUCCESS:
+                raise CqlError("AUTH_RESPONSE answered with opcode %d" % op)
+        elif op != OP_READY:
+            raise CqlError("STARTUP answered with opcode %d" % op)
         q = cql.encode("utf-8")
         body = struct.pack(">i", len(q)) + q + struct.pack(">HB", CONSISTENCY_ONE, 0)
         op, body = request(sock, OP_QUERY, body, stream=1)

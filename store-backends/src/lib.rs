@@ -6,5 +6,4 @@
 //! currently live in memory only (see `ARCHITECTURE.md`).
 
 pub mod cassandra;
-mod cassandra_maint;
 pub mod rocks;

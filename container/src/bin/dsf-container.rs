@@ -1,7 +1,7 @@
 //! `dsf-container`: runs a capability container with the datastore service, from a
 //! configuration file. See `dsf-container --help`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,12 +11,14 @@ use dsf::Registry;
 use dsf::store::Store;
 use dsf::store::memory::MemoryStore;
 use dsf_container::amqp::{BrokerStatus, Container, ContainerConfig, DEFAULT_MAX_MESSAGE};
-use dsf_container::config::{Config, StoreConfig};
+use dsf_container::config::{CassandraSettings, Config, StoreConfig};
 use dsf_container::datastore::Datastore;
 use dsf_container::datastore::preload::ROOT_IDENTITY;
 use dsf_container::datastore::service::{DatastoreService, SERVICE};
 use dsf_container::maint;
-use dsf_store_backends::cassandra::{CassandraConfig, CassandraStore};
+use dsf_store_backends::cassandra::{
+    CassandraConfig, CassandraStore, Credentials, TlsFiles, parse_consistency, parse_serial_consistency,
+};
 use dsf_store_backends::rocks::RocksStore;
 use tokio::sync::watch;
 use tonic_health::ServingStatus;
@@ -53,9 +55,31 @@ Configuration (TOML):
   [store]
   kind = \"rocksdb\"                                  # the default
   path = \"/var/lib/dsf\"
-  # kind = \"cassandra\"
-  # contact_points = [\"127.0.0.1:9042\"]
-  # keyspace = \"dsf\"
+
+  [store]                                           # or a Cassandra cluster:
+  kind = \"cassandra\"
+  contact_points = [\"10.0.0.1:9042\", \"10.0.0.2:9042\"]  # some nodes, host:port
+  keyspace = \"dsf\"                                  # created if missing
+  replication = { class = \"SimpleStrategy\", replication_factor = 3 }
+  # replication = { class = \"NetworkTopologyStrategy\", dc1 = 3, dc2 = 2 }
+                        # required: a missing keyspace is created with it; an existing
+                        # keyspace must have it (it is reported, never altered)
+  local_datacenter = \"dc1\"       # optional: the driver prefers this data centre's nodes
+  consistency = \"QUORUM\"         # reads and writes: ONE, QUORUM, LOCAL_QUORUM, ALL, ...
+                                 # (default QUORUM, LOCAL_QUORUM with local_datacenter)
+  serial_consistency = \"SERIAL\"  # compare-and-set of heads: SERIAL or LOCAL_SERIAL
+                                 # (default SERIAL, LOCAL_SERIAL with local_datacenter)
+  username = \"dsf\"               # optional; then exactly one of:
+  password_env = \"DSF_CASSANDRA_PASSWORD\"         #   the variable holding the password
+  # password_file = \"/etc/dsf/cassandra-password\" #   or a file holding it
+                                 # (the password is never logged)
+  tls_ca = \"/etc/dsf/ca.pem\"     # optional: TLS; the CA of the nodes' certificates, PEM
+                                 # (each node's certificate must name its IP address)
+  # tls_cert = \"/etc/dsf/client.pem\"      # with tls_key: a client certificate, PEM
+  # tls_key = \"/etc/dsf/client-key.pem\"
+  request_timeout_ms = 12000     # per statement, retries included (default 30000)
+  max_concurrency = 64           # statements in flight per operation (default 64)
+  Paths (types, password_file, tls_*) are relative to the configuration file.
 
   [[apps]]
   name = \"datastore\"
@@ -189,9 +213,10 @@ async fn run(path: PathBuf, mode: Mode) -> Result<u8> {
             })?;
             dispatch(store, registry, config, mode).await
         }
-        StoreConfig::Cassandra { contact_points, keyspace } => {
-            let mut c = CassandraConfig::new(keyspace.clone());
-            c.contact_points = contact_points.clone();
+        StoreConfig::Cassandra(settings) => {
+            let c =
+                cassandra_config(settings, config_folder(&path)).with_context(|| format!("in {}", path.display()))?;
+            tracing::info!(config = ?c, "connecting to Cassandra");
             let store = CassandraStore::connect(c).await.context("connecting to Cassandra")?;
             dispatch(store, registry, config, mode).await
         }
@@ -207,10 +232,62 @@ async fn dispatch<S: Store + 'static>(store: S, registry: Registry, config: Conf
     }
 }
 
+/// The folder relative paths of the configuration file start from.
+fn config_folder(config_path: &Path) -> &Path {
+    config_path.parent().unwrap_or(Path::new("."))
+}
+
+/// The Cassandra store's configuration from the `[store]` keys (already checked by
+/// [`Config::parse`]): the password read from its variable or file, paths made relative to
+/// `base`.
+fn cassandra_config(s: &CassandraSettings, base: &Path) -> Result<CassandraConfig> {
+    let mut c = CassandraConfig::new(s.keyspace.clone());
+    c.contact_points = s.contact_points.clone();
+    c.replication = s.replication().map_err(anyhow::Error::msg)?;
+    c.local_datacenter = s.local_datacenter.clone();
+    c.consistency = s.consistency.as_deref().map(parse_consistency).transpose()?;
+    c.serial_consistency = s.serial_consistency.as_deref().map(parse_serial_consistency).transpose()?;
+    if let Some(username) = &s.username {
+        let password = match (&s.password_env, &s.password_file) {
+            (Some(var), _) => std::env::var(var).map_err(|_| {
+                anyhow::anyhow!(
+                    "the environment variable {var} (password_env) is not set: export it with the password \
+                     of {username}, or name a file with password_file"
+                )
+            })?,
+            (None, Some(file)) => {
+                let file = base.join(file);
+                let text = std::fs::read_to_string(&file).with_context(|| {
+                    format!("reading the Cassandra password from {} (password_file)", file.display())
+                })?;
+                let line = text.strip_suffix('\n').unwrap_or(&text);
+                line.strip_suffix('\r').unwrap_or(line).to_string()
+            }
+            (None, None) => anyhow::bail!("username needs a password: set password_env or password_file"),
+        };
+        anyhow::ensure!(!password.is_empty(), "the password of {username} is empty (password_env / password_file)");
+        c.credentials = Some(Credentials { username: username.clone(), password });
+    }
+    if let Some(ca) = &s.tls_ca {
+        c.tls = Some(TlsFiles {
+            ca: base.join(ca),
+            cert: s.tls_cert.as_ref().map(|p| base.join(p)),
+            key: s.tls_key.as_ref().map(|p| base.join(p)),
+        });
+    }
+    if let Some(ms) = s.request_timeout_ms {
+        c.request_timeout = Duration::from_millis(ms);
+    }
+    if let Some(n) = s.max_concurrency {
+        c.max_concurrency = n;
+    }
+    Ok(c)
+}
+
 /// The built-in types and those of the configured descriptor sets (paths relative to the
 /// configuration file).
-fn registry(config: &Config, config_path: &std::path::Path) -> Result<Registry> {
-    let base = config_path.parent().unwrap_or(std::path::Path::new("."));
+fn registry(config: &Config, config_path: &Path) -> Result<Registry> {
+    let base = config_folder(config_path);
     let sets = config
         .types
         .iter()

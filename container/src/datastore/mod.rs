@@ -15,12 +15,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dsf::proto::net::ooici::cdm::syntactic::{ArrayStructure, BoundedArray, Bounds};
+use dsf::proto::net::ooici::services::coi::OoiResource;
 use dsf::store::persist::{self, StoredHeads, StoredRepository};
-use dsf::store::{BlobRow, Predicate, Store};
+use dsf::store::{BlobRow, Store};
 use dsf::{Branch, Commit, Element, HashAlgorithm, Key, MASTER_BRANCH, Registry, Repository, TypeId};
 
 use self::extract::{ArrayValues, Chunk};
 use crate::error::ServiceError;
+
+/// The type id of ION's `OOIResource`, whose life-cycle state `get_lcs` reports.
+const RESOURCE_TYPE: i32 = 1102;
 
 type Result<T> = std::result::Result<T, ServiceError>;
 
@@ -363,38 +367,44 @@ impl<S: Store> Datastore<S> {
         Ok((root, elements))
     }
 
-    /// The life-cycle state of each resource (ION's enum number), in request order. An unknown
-    /// key is 404; heads that disagree on the state are 500.
+    /// The life-cycle state of each resource (ION's enum number), in request order, read from
+    /// the heads record the compare-and-set guards (head commits, their root objects), never
+    /// from the commits index. An unknown key is 404; heads that disagree on the state are 500.
     pub async fn get_lcs(&self, keys: &[String]) -> Result<Vec<(String, i32)>> {
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            let rows = self
-                .store
-                .query(vec![
-                    Predicate::Eq("repository_key".into(), key.as_bytes().to_vec()),
-                    Predicate::Gt("branch_name".into(), Vec::new()),
-                ])
-                .await?;
-            if rows.is_empty() {
-                return Err(ServiceError::not_found(format!("resource {key} not found in the datastore")));
+            let not_found = || ServiceError::not_found(format!("resource {key} not found in the datastore"));
+            let heads = self.heads(key).await?.ok_or_else(not_found)?;
+            let mut head_commits: Vec<Key> = heads.branches.iter().flat_map(|b| b.heads.iter().copied()).collect();
+            head_commits.sort();
+            head_commits.dedup();
+            if head_commits.is_empty() {
+                return Err(not_found());
             }
-            let states: HashSet<&[u8]> = rows
-                .iter()
-                .filter_map(|r| r.attributes.get("resource_life_cycle_state"))
-                .map(|v| v.as_slice())
-                .collect();
-            let state = match states.len() {
-                0 => return Err(ServiceError::bad_request(format!("repository {key} is not a resource"))),
-                1 => states.into_iter().next().expect("one"),
-                n => {
+            let mut roots = Vec::new();
+            for commit in self.blobs(&head_commits).await? {
+                if let Some(root) = Commit::from_element(&commit)?.root
+                    && root.ty.object_id == RESOURCE_TYPE
+                {
+                    roots.push(root.key);
+                }
+            }
+            let mut lcs_of_heads = HashSet::new();
+            for root in self.blobs(&roots).await? {
+                let resource: OoiResource = root.decode_as()?;
+                lcs_of_heads.insert(resource.lcs() as i32);
+            }
+            let states: Vec<i32> = lcs_of_heads.into_iter().collect();
+            let lcs = match states.as_slice() {
+                [] => return Err(ServiceError::bad_request(format!("repository {key} is not a resource"))),
+                [one] => *one,
+                _ => {
                     return Err(ServiceError::internal(format!(
-                        "the {n} heads of resource {key} disagree on its life-cycle state: merge them first"
+                        "the {} heads of resource {key} disagree on its life-cycle state: merge them first",
+                        states.len()
                     )));
                 }
             };
-            let lcs = std::str::from_utf8(state).ok().and_then(|s| s.parse().ok()).ok_or_else(|| {
-                ServiceError::internal(format!("resource {key} has a malformed life-cycle state attribute"))
-            })?;
             out.push((key.clone(), lcs));
         }
         Ok(out)

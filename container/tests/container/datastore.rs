@@ -211,6 +211,24 @@ async fn test_get_lcs() {
     );
 }
 
+/// get_lcs reads the heads record and the head commits' root objects, not the commits index: a
+/// commit row whose indexed state is wrong (or whose index entries are gone) changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn get_lcs_is_answered_from_the_heads_not_the_index() {
+    use dsf::store::IndexStore;
+    let c = Cluster::start(cassandra().await, 1).await;
+    let src = resource("from heads");
+    c.client.push(&src).await.unwrap();
+    let head = c.ds.heads(src.key()).await.unwrap().unwrap().branches[0].heads[0];
+    let wrong = std::collections::BTreeMap::from([
+        ("resource_life_cycle_state".to_string(), b"99".to_vec()),
+        ("branch_name".to_string(), Vec::new()),
+    ]);
+    c.ds.store().update_index(head.as_bytes().to_vec(), wrong).await.unwrap();
+    let active = LifeCycleState::Active as i32;
+    assert_eq!(c.client.get_lcs(&[src.key()]).await.unwrap(), vec![(src.key().to_owned(), active)]);
+}
+
 /// ★ test_get_lcs_invalid_key: an unknown key is an application error (404).
 #[tokio::test(flavor = "multi_thread")]
 async fn test_get_lcs_invalid_key() {

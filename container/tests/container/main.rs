@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod binary;
+mod cassandra_config;
 mod cli;
 mod common;
 mod crash;

@@ -35,7 +35,7 @@ pub enum StoreError {
     #[error("store unavailable: {0}")]
     Unavailable(String),
     /// The request is invalid for this store (an attribute that is not indexed, a query without
-    /// an equality predicate, an update of `value` through the index).
+    /// an equality predicate on a non-empty value, an update of `value` through the index).
     #[error("invalid store request: {0}")]
     Invalid(String),
     /// Stored bytes are not what was written.
@@ -163,8 +163,8 @@ pub trait IndexStore: KvStore {
     ) -> impl Future<Output = StoreResult<()>> + Send {
         self.batch_put_rows(vec![Row { key, value: None, attributes }])
     }
-    /// The rows matching every predicate (at least one [`Predicate::Eq`]), with their values
-    /// and all attributes, ordered by key.
+    /// The rows matching every predicate (at least one [`Predicate::Eq`] with a non-empty
+    /// value), with their values and all attributes, ordered by key.
     fn query(&self, predicates: Vec<Predicate>) -> impl Future<Output = StoreResult<Vec<Row>>> + Send;
 }
 
@@ -243,12 +243,14 @@ pub fn check_attributes<'a>(indexed: &[String], names: impl IntoIterator<Item = 
     }
 }
 
-/// Checks that a query has at least one equality predicate.
+/// Checks that a query has at least one equality predicate with a non-empty value (the one a
+/// backend may look rows up by: empty values need not be indexed, so no partition of a
+/// distributed index is keyed by the empty value).
 pub fn check_query(predicates: &[Predicate]) -> StoreResult<()> {
-    if predicates.iter().any(|p| matches!(p, Predicate::Eq(..))) {
+    if predicates.iter().any(|p| matches!(p, Predicate::Eq(_, v) if !v.is_empty())) {
         Ok(())
     } else {
-        Err(StoreError::Invalid("a query needs at least one equality predicate".into()))
+        Err(StoreError::Invalid("a query needs at least one equality predicate with a non-empty value".into()))
     }
 }
 

@@ -9,7 +9,7 @@
 //!   `written_before`, `t` is now. A row's index entries are deleted with the same timestamp.
 //! - Freshening reads an entry and writes it again unchanged, which gives it a new write time.
 //!
-//! Statements run at the session's consistency (`LOCAL_QUORUM`), so a listing sees every
+//! Statements run at the configured consistency (QUORUM by default), so a listing sees every
 //! write that completed before it read the partition.
 
 use std::collections::BTreeMap;
@@ -20,19 +20,12 @@ use dsf::key::Key;
 use dsf::store::{BlobStore, IndexStore, Listed, Maintenance, Page, Row, StoreError, StoreResult};
 use futures::{StreamExt, TryStreamExt, stream};
 use scylla::deserialize::row::DeserializeRow;
-use scylla::errors::ExecutionError;
 use scylla::response::{PagingState, PagingStateResponse};
 use scylla::serialize::row::SerializeRow;
 use scylla::statement::prepared::PreparedStatement;
 
-use crate::cassandra::CassandraStore;
-
-fn cql_error(e: ExecutionError) -> StoreError {
-    match e {
-        ExecutionError::BadQuery(e) => StoreError::Invalid(e.to_string()),
-        other => StoreError::Unavailable(format!("cassandra: {other}")),
-    }
-}
+use super::CassandraStore;
+use super::codec::execution_error;
 
 fn now_micros() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
@@ -44,7 +37,7 @@ impl CassandraStore {
     }
 
     async fn prepare(&self, cql: String) -> StoreResult<PreparedStatement> {
-        let mut prepared = self.session().prepare(cql).await.map_err(|e| cql_error(e.into()))?;
+        let mut prepared = self.session.prepare(cql).await.map_err(|e| execution_error(e.into()))?;
         prepared.set_is_idempotent(true);
         Ok(prepared)
     }
@@ -57,7 +50,8 @@ impl CassandraStore {
         let mut statement = self.prepare(cql).await?;
         statement.set_page_size(i32::try_from(limit.max(1)).unwrap_or(i32::MAX));
         let state = cursor.map_or_else(PagingState::start, PagingState::new_from_raw_bytes);
-        let (result, paging) = self.session().execute_single_page(&statement, (), state).await.map_err(cql_error)?;
+        let (result, paging) =
+            self.session.execute_single_page(&statement, (), state).await.map_err(execution_error)?;
         let rows =
             result.into_rows_result().map_err(|e| StoreError::Backend(format!("expected rows from Cassandra: {e}")))?;
         let items = rows
@@ -81,9 +75,9 @@ impl CassandraStore {
         stream::iter(items)
             .map(|i| {
                 let v = values(i);
-                async move { self.session().execute_unpaged(statement, v).await.map(drop).map_err(cql_error) }
+                async move { self.session.execute_unpaged(statement, v).await.map(drop).map_err(execution_error) }
             })
-            .buffer_unordered(self.max_concurrency())
+            .buffer_unordered(self.max_concurrency)
             .try_collect::<()>()
             .await
     }
@@ -148,7 +142,7 @@ impl Maintenance for CassandraStore {
             .map(|k| {
                 let select = &select;
                 async move {
-                    let result = self.session().execute_unpaged(select, (k,)).await.map_err(cql_error)?;
+                    let result = self.session.execute_unpaged(select, (k,)).await.map_err(execution_error)?;
                     let rows = result
                         .into_rows_result()
                         .map_err(|e| StoreError::Backend(format!("expected rows from Cassandra: {e}")))?;
@@ -158,7 +152,7 @@ impl Maintenance for CassandraStore {
                     Ok::<_, StoreError>(row.and_then(|(a,)| a).unwrap_or_default())
                 }
             })
-            .buffered(self.max_concurrency())
+            .buffered(self.max_concurrency)
             .try_collect()
             .await?;
         let delete_row =
@@ -199,7 +193,7 @@ impl Maintenance for CassandraStore {
                     if key.is_empty() {
                         return Ok(None);
                     }
-                    let result = self.session().execute_unpaged(select, (&key,)).await.map_err(cql_error)?;
+                    let result = self.session.execute_unpaged(select, (&key,)).await.map_err(execution_error)?;
                     let rows = result
                         .into_rows_result()
                         .map_err(|e| StoreError::Backend(format!("expected rows from Cassandra: {e}")))?;
@@ -211,7 +205,7 @@ impl Maintenance for CassandraStore {
                     }))
                 }
             })
-            .buffered(self.max_concurrency())
+            .buffered(self.max_concurrency)
             .try_collect()
             .await?;
         let present = found.iter().map(Option::is_some).collect();
