@@ -149,7 +149,6 @@ launch_node() {
       -Dcassandra.skip_wait_for_gossip_to_settle=0 \
       -Dcassandra.ring_delay_ms=1000 \
       -Dcassandra.superuser_setup_delay_ms=500 \
-      -Dcassandra.unsafesystem=true \
       -Dcassandra.shutdown_announce_in_ms=0 \
       -Dcassandra.libjemalloc=- \
       "$@" \
