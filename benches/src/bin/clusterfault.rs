@@ -19,9 +19,9 @@
 //!   and does one of: a fast-forward push (pull, check out master, edit, commit, push), a
 //!   divergent push (edit and commit on a copy that has not been pulled for a while, push: the
 //!   datastore keeps both heads), a pull, or a `get_object` of master. It writes one line per
-//!   push, tab-separated: `ack REPO BRANCH COMMIT KIND MILLIS` when the datastore acknowledged it,
-//!   `fail REPO KIND ERROR` when it did not; and `opfail OP REPO ERROR` for a failed pull or
-//!   get_object. When its broker connection fails (a broker error or a reply timeout), it
+//!   push, tab-separated: `ack REPO BRANCH COMMIT KIND MILLIS AT` when the datastore
+//!   acknowledged it, `fail REPO KIND ERROR AT` when it did not; and `opfail OP REPO ERROR AT`
+//!   for a failed pull or get_object (AT: seconds since the client started). When its broker connection fails (a broker error or a reply timeout), it
 //!   reconnects with a backoff from 0.25 s doubling up to 5 s.
 //! - `check` reads, after the run, every repository's heads at SERIAL (through the Cassandra
 //!   store) and every element the heads reach at ALL, and prints
@@ -271,11 +271,16 @@ struct Client<'a> {
     out: std::fs::File,
     counts: Counts,
     seq: u64,
+    started: Instant,
 }
 
 impl Client<'_> {
+    /// Writes one line, with the seconds since the client started as its last field.
     fn write(&mut self, fields: &[&str]) -> Result<()> {
-        self.out.write_all(line(fields).as_bytes())?;
+        let at = format!("{:.1}", self.started.elapsed().as_secs_f64());
+        let mut all = fields.to_vec();
+        all.push(&at);
+        self.out.write_all(line(&all).as_bytes())?;
         Ok(())
     }
 
@@ -446,6 +451,7 @@ async fn push_client(a: &Args) -> Result<()> {
         out,
         counts: Counts::default(),
         seq: 0,
+        started: Instant::now(),
     };
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut rng = Rng::new((0xC1_u64 << 32) | id);
