@@ -591,6 +591,49 @@ fn ancestry(commits: &HashMap<Key, Vec<Key>>, heads: &[Key]) -> HashSet<Key> {
     seen
 }
 
+/// What the result files of the clients say.
+#[derive(Debug, Default)]
+struct Results {
+    /// Acknowledged pushes: repository, branch, commit.
+    acked: Vec<(String, String, Key)>,
+    /// Failed pushes.
+    failed: u64,
+    /// Failed pushes without an error text.
+    unclear: u64,
+    /// Failed pushes by the shape of their error (words with digits, such as keys, as `#`).
+    errors: BTreeMap<String, u64>,
+}
+
+impl Results {
+    /// Adds the lines of one result file.
+    fn add(&mut self, text: &str) -> Result<()> {
+        for l in text.lines() {
+            let f: Vec<&str> = l.split('\t').collect();
+            match f.first().copied() {
+                Some("ack") if f.len() >= 4 => {
+                    let commit = Key::from_hex(f[3]).ok_or_else(|| anyhow!("bad commit key in {l:?}"))?;
+                    self.acked.push((f[1].to_owned(), f[2].to_owned(), commit));
+                }
+                Some("ack") => bail!("an ack line without repository, branch and commit: {l:?}"),
+                Some("fail") => {
+                    self.failed += 1;
+                    let error = f.get(3).map(|s| s.trim()).unwrap_or("");
+                    if error.is_empty() {
+                        self.unclear += 1;
+                    }
+                    let shape: Vec<&str> = error
+                        .split_whitespace()
+                        .map(|w| if w.chars().any(|c| c.is_ascii_digit()) { "#" } else { w })
+                        .collect();
+                    *self.errors.entry(shape.join(" ").chars().take(200).collect()).or_default() += 1;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Checks the cluster after a run:
 ///
 /// - `acked`: `ack` lines of the result files; `failed`: their `fail` lines. A failed push whose
@@ -610,35 +653,12 @@ async fn check(a: &Args) -> Result<bool> {
     ensure!(!a.positional.is_empty(), "name the result files of the clients");
 
     // What the clients saw.
-    let mut acked: Vec<(String, String, Key)> = Vec::new();
-    let (mut failed, mut unclear) = (0u64, 0u64);
-    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut seen = Results::default();
     for path in &a.positional {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
-        for l in text.lines() {
-            let f: Vec<&str> = l.split('\t').collect();
-            match f.first().copied() {
-                Some("ack") if f.len() >= 4 => {
-                    let commit = Key::from_hex(f[3]).ok_or_else(|| anyhow!("{path}: bad commit key in {l:?}"))?;
-                    acked.push((f[1].to_owned(), f[2].to_owned(), commit));
-                }
-                Some("fail") => {
-                    failed += 1;
-                    let error = f.get(3).map(|s| s.trim()).unwrap_or("");
-                    if error.is_empty() {
-                        unclear += 1;
-                    }
-                    // Group errors by their text without keys and numbers.
-                    let shape: Vec<&str> = error
-                        .split_whitespace()
-                        .map(|w| if w.chars().any(|c| c.is_ascii_digit()) { "#" } else { w })
-                        .collect();
-                    *errors.entry(shape.join(" ").chars().take(200).collect()).or_default() += 1;
-                }
-                _ => {}
-            }
-        }
+        seen.add(&text).with_context(|| format!("in {path}"))?;
     }
+    let Results { acked, failed, unclear, errors } = seen;
     for (shape, n) in &errors {
         eprintln!("check: {n} failed push(es): {shape}");
     }
@@ -879,5 +899,53 @@ fn main() -> std::process::ExitCode {
             eprintln!("clusterfault {command}: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u8) -> Key {
+        Key::from_slice(&[n; 20]).expect("a SHA-1 key")
+    }
+
+    #[test]
+    fn ancestry_follows_every_parent() {
+        // 1 <- 2 <- 4 (merge of 2 and 3), 1 <- 3; 5 is not reachable from 4.
+        let commits: HashMap<Key, Vec<Key>> = [
+            (key(1), vec![]),
+            (key(2), vec![key(1)]),
+            (key(3), vec![key(1)]),
+            (key(4), vec![key(2), key(3)]),
+            (key(5), vec![key(1)]),
+        ]
+        .into();
+        let reached = ancestry(&commits, &[key(4)]);
+        assert_eq!(reached, HashSet::from([key(1), key(2), key(3), key(4)]));
+        assert!(!reached.contains(&key(5)));
+        assert_eq!(ancestry(&commits, &[key(4), key(5)]).len(), 5);
+    }
+
+    #[test]
+    fn result_lines_are_counted() {
+        let mut r = Results::default();
+        let text = [
+            line(&["ack", "R1", "B1", &key(7).to_hex(), "fast-forward", "12.5", "1.0"]),
+            line(&["fail", "R1", "divergent", "push to x got no reply within 20s", "2.0"]),
+            line(&["fail", "R2", "divergent", "", "3.0"]),
+            line(&["opfail", "pull", "R1", "store unavailable", "4.0"]),
+        ]
+        .concat();
+        r.add(&text).unwrap();
+        assert_eq!(r.acked, vec![("R1".to_owned(), "B1".to_owned(), key(7))]);
+        assert_eq!((r.failed, r.unclear), (2, 1));
+        assert_eq!(r.errors.get("push to x got no reply within #"), Some(&1));
+        assert!(Results::default().add("ack\tR1\tB1\tnot-a-key\n").is_err());
+    }
+
+    #[test]
+    fn fields_never_break_a_line() {
+        assert_eq!(line(&["fail", "a\tb", "c\nd"]), "fail\ta b\tc d\n");
     }
 }
