@@ -16,6 +16,7 @@ use dsf_container::datastore::Datastore;
 use dsf_container::datastore::preload::ROOT_IDENTITY;
 use dsf_container::datastore::service::{DatastoreService, SERVICE};
 use dsf_container::maint;
+use dsf_proto::net::ooici::core::message::ion_msg::ResponseCodes;
 use dsf_store_backends::cassandra::{
     CassandraConfig, CassandraStore, Credentials, TlsFiles, parse_consistency, parse_serial_consistency,
 };
@@ -305,9 +306,31 @@ fn registry(config: &Config, config_path: &Path) -> Result<Registry> {
     Ok(registry)
 }
 
+/// How long a container keeps retrying a preload the store cannot finish yet (a node down, a
+/// compare-and-set contended by containers starting at once).
+const PRELOAD_PATIENCE: Duration = Duration::from_secs(120);
+
+/// Preloads the bootstrap repositories, retrying with backoff while the store is unavailable:
+/// every container writes the same commits, so a retry after an unknown outcome is harmless.
+async fn preload<S: Store>(ds: &Datastore<S>) -> Result<usize> {
+    let started = Instant::now();
+    let mut attempt = 0;
+    loop {
+        match ds.preload().await {
+            Ok(n) => return Ok(n),
+            Err(e) if e.code == ResponseCodes::ServiceUnavailable && started.elapsed() < PRELOAD_PATIENCE => {
+                tracing::warn!(error = %e, attempt, "the store cannot finish the preload yet: retrying");
+                tokio::time::sleep(dsf_container::amqp::backoff(attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 async fn serve<S: Store + 'static>(store: S, registry: Registry, config: Config) -> Result<()> {
     let ds = Datastore::new(Arc::new(store), registry.clone());
-    let preloaded = ds.preload().await.context("preloading the bootstrap repositories")?;
+    let preloaded = preload(&ds).await.context("preloading the bootstrap repositories")?;
     tracing::info!(preloaded, "store ready");
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut container = None;
