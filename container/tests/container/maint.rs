@@ -83,7 +83,8 @@ fn cassandra_config(dir: &Path, keyspace: &str) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "grpc = \"127.0.0.1:0\"\n[store]\nkind = \"cassandra\"\ncontact_points = [\"{}\"]\nkeyspace = \"{keyspace}\"\n",
+            "grpc = \"127.0.0.1:0\"\n[store]\nkind = \"cassandra\"\ncontact_points = [\"{}\"]\nkeyspace = \"{keyspace}\"\n\
+             replication = {{ class = \"SimpleStrategy\", replication_factor = 1 }}\n",
             cassandra_node()
         ),
     )
