@@ -89,46 +89,37 @@ pub trait Maintenance: Send + Sync {
 /// How many entries one listing call asks for.
 pub const PAGE: usize = 1000;
 
-/// Every blob of the store, page by page.
-pub async fn all_blobs<S: Maintenance>(store: &S) -> StoreResult<Vec<Listed<Key>>> {
+/// Every entry of a listing, page by page (`list` lists one page after a cursor).
+async fn all_pages<T, F, Fut>(mut list: F) -> StoreResult<Vec<T>>
+where
+    F: FnMut(Option<Vec<u8>>) -> Fut,
+    Fut: Future<Output = StoreResult<Page<T>>>,
+{
     let mut out = Vec::new();
     let mut cursor = None;
     loop {
-        let page = store.list_blobs(cursor, PAGE).await?;
+        let page = list(cursor).await?;
         out.extend(page.items);
         match page.next {
             Some(next) => cursor = Some(next),
             None => return Ok(out),
         }
     }
+}
+
+/// Every blob of the store, page by page.
+pub async fn all_blobs<S: Maintenance>(store: &S) -> StoreResult<Vec<Listed<Key>>> {
+    all_pages(|cursor| store.list_blobs(cursor, PAGE)).await
 }
 
 /// Every row of the store, page by page.
 pub async fn all_rows<S: Maintenance>(store: &S) -> StoreResult<Vec<Listed<Vec<u8>>>> {
-    let mut out = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = store.list_rows(cursor, PAGE).await?;
-        out.extend(page.items);
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => return Ok(out),
-        }
-    }
+    all_pages(|cursor| store.list_rows(cursor, PAGE)).await
 }
 
 /// Every repository of the store, page by page.
 pub async fn all_repositories<S: Maintenance>(store: &S) -> StoreResult<Vec<String>> {
-    let mut out = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = store.list_repositories(cursor, PAGE).await?;
-        out.extend(page.items);
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => return Ok(out),
-        }
-    }
+    all_pages(|cursor| store.list_repositories(cursor, PAGE)).await
 }
 
 /// A page of `sorted` entries after `cursor` (exclusive), for stores that list in key order:
