@@ -523,7 +523,7 @@ async fn run(shared: Arc<Shared>, p: Arc<ProcessInner>, handler: Arc<dyn Handler
             }
             None => tracing::info!(process = %id, name = %p.name, "process active again"),
         }
-        let why = serve(&p.endpoint, &handler, deliveries, &p.tracker, generation).await;
+        let why = serve(&p.endpoint, &handler, deliveries, &p.tracker, generation, shared.link.subscribe()).await;
         if *stop.borrow() {
             // Terminating: the consumers were cancelled; terminate finishes the rest.
             return;
@@ -750,8 +750,18 @@ async fn serve(
     mut deliveries: Deliveries,
     tracker: &TaskTracker,
     generation: u64,
+    mut link: watch::Receiver<Link>,
 ) -> String {
-    while let Some(delivery) = deliveries.next().await {
+    loop {
+        // A channel whose connection the supervisor has replaced may never end its deliveries:
+        // leave when the link is no longer this generation's, so the process attaches again.
+        let next = tokio::select! {
+            next = deliveries.next() => next,
+            _ = link.wait_for(|l| l.generation != generation || l.status != BrokerStatus::Connected) => {
+                return "the connection to the broker was lost".into();
+            }
+        };
+        let Some(delivery) = next else { break };
         let delivery = match delivery {
             Ok(d) => d,
             Err(e) => return e.to_string(),
