@@ -4,7 +4,6 @@
 mod bad_input;
 mod binary;
 mod cassandra_config;
-mod cli;
 mod common;
 mod crash;
 mod datastore;

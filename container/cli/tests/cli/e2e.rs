@@ -1,20 +1,18 @@
 //! `dsf-cli` end to end: the real binary on working copies in temporary folders, talking to a
-//! real `dsf-container` over gRPC or RabbitMQ, or to a store folder. Every check reads what the
+//! datastore served over loopback gRPC or RabbitMQ, or to a store folder. Every check reads what the
 //! command printed (`--json`), its exit code, the working copy's files or its RocksDB store.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dsf::store::{BlobRow, BlobStore, HeadStore, Versioned};
 use dsf::{Element, HashAlgorithm, Key, Registry};
-use dsf_container::client::AmqpClient;
 use dsf_store_backends::rocks::RocksStore;
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
 use crate::common::*;
 
@@ -253,7 +251,6 @@ fn copy_with_book(scratch: &Path, name: &str) -> Copy {
 
 // ----- datastores -----------------------------------------------------------------------------
 
-/// Runs a future to completion (store access and the broker probe are async).
 /// Every blob key of a store, in key order.
 fn blob_keys(store: &RocksStore) -> Vec<Key> {
     block_on(dsf::store::maint::all_blobs(store)).unwrap().into_iter().map(|l| l.key).collect()
@@ -269,85 +266,13 @@ fn repositories(store: &RocksStore) -> Vec<String> {
     block_on(dsf::store::maint::all_repositories(store)).unwrap()
 }
 
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime").block_on(future)
-}
-
 /// A port nothing listens on (bound once, then released).
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A running `dsf-container` on a RocksDB store of its own, and its remote URL.
-struct Datastore {
-    url: String,
-    _process: Running,
-    _dir: TempDir,
-}
-
-impl Datastore {
-    /// Starts `dsf-container` with `settings` (TOML lines) and a RocksDB store.
-    fn start(settings: &str) -> (Running, TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("dsf.toml");
-        let store = dir.path().join("db");
-        std::fs::write(&config, format!("{settings}[store]\nkind = \"rocksdb\"\npath = \"{}\"\n", store.display()))
-            .unwrap();
-        (start_binary(&config), dir)
-    }
-
-    /// Panics if the process has exited.
-    fn check_alive(process: &mut Running) {
-        if let Some(status) = process.0.try_wait().unwrap() {
-            panic!("dsf-container exited ({status}) instead of serving");
-        }
-    }
-
-    /// A datastore serving gRPC, once its port accepts connections.
-    fn grpc() -> Datastore {
-        let port = free_port();
-        let (mut process, dir) = Datastore::start(&format!("grpc = \"127.0.0.1:{port}\"\n"));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            Datastore::check_alive(&mut process);
-            assert!(Instant::now() < deadline, "dsf-container did not serve gRPC on port {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Datastore { url: format!("grpc://127.0.0.1:{port}"), _process: process, _dir: dir }
-    }
-
-    /// A datastore behind the test broker under a system name of its own, once it answers.
-    fn amqp() -> Datastore {
-        let sys = sysname();
-        let (mut process, dir) = Datastore::start(&format!("sysname = \"{sys}\"\nbroker = \"{}\"\n", broker_url()));
-        block_on(async {
-            let probe = container(&sys).await;
-            let client = AmqpClient::spawn(&probe, None).await.unwrap().with_timeout(Duration::from_millis(500));
-            let deadline = Instant::now() + Duration::from_secs(30);
-            // A life-cycle query of an unknown key is answered with an error reply.
-            while !matches!(client.get_lcs(&["READY?"]).await, Err(dsf_container::Error::Application { .. })) {
-                Datastore::check_alive(&mut process);
-                assert!(Instant::now() < deadline, "the datastore did not answer on the broker");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            client.terminate().await;
-            probe.terminate().await;
-        });
-        Datastore { url: amqp_remote(&broker_url(), &sys), _process: process, _dir: dir }
-    }
-}
-
-/// The remote URL of system `sysname` on the broker at `broker`
-/// (`amqp://user:pass@host:port/VHOST` becomes `amqp://user:pass@host:port/SYSNAME`).
-fn amqp_remote(broker: &str, sysname: &str) -> String {
-    let rest = broker.strip_prefix("amqp://").unwrap_or_else(|| panic!("not an amqp:// URL: {broker}"));
-    let (authority, vhost) = rest.split_once('/').unwrap_or((rest, ""));
-    let vhost = vhost.split('?').next().unwrap_or("");
-    match vhost {
-        "" | "%2f" | "%2F" => format!("amqp://{authority}/{sysname}"),
-        v => format!("amqp://{authority}/{sysname}?vhost={v}"),
-    }
-}
+/// A datastore served in-process, over loopback gRPC or on the test broker.
+type Datastore = Served;
 
 // ----- the exchange between working copies ----------------------------------------------------
 
@@ -603,7 +528,7 @@ fn station_descriptor_set() -> Vec<u8> {
 }
 
 /// Objects of a user type travel when both ends know the type: a datastore configured with the
-/// descriptor set (`types` in its file) takes the push, and `clone --types` copies it; a
+/// descriptor set takes the push, and `clone --types` copies it; a
 /// datastore that does not know the type refuses the push with a clear error (exit 4), and a
 /// clone without the types says how to register them.
 #[test]
@@ -636,16 +561,9 @@ fn user_types_travel_with_their_descriptor_sets() {
     assert!(refused.contains("90002"), "{refused}");
 
     // One configured with the descriptor set takes it.
-    let port = free_port();
-    let config = format!("grpc = \"127.0.0.1:{port}\"\ntypes = [\"{}\"]\n", types.display());
-    let (mut process, _dir) = Datastore::start(&config);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        Datastore::check_alive(&mut process);
-        assert!(Instant::now() < deadline, "dsf-container did not serve gRPC on port {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let url = format!("grpc://127.0.0.1:{port}");
+    let registry = Registry::from_descriptor_sets(&[dsf::proto::DESCRIPTOR_SET, &station_descriptor_set()]).unwrap();
+    let typed = Served::grpc_with(registry);
+    let url = typed.url.clone();
     a.json(&["remote", "add", "typed", &url]);
     assert_eq!(master_heads(&a.json(&["push", "typed"])), BTreeSet::from([a.head()]));
 

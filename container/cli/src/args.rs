@@ -1,27 +1,11 @@
-//! `dsf-cli`: git's workflow for versioned graphs of protobuf objects.
-//!
-//! A working copy is a folder holding `root.json` (the checked-out graph as JSON) and a hidden
-//! `.dsf` folder (the local RocksDB store, configuration, checkout state, remotes). Commands
-//! read and write the local store; `clone`, `fetch`, `pull` and `push` talk to a datastore over
-//! AMQP or gRPC, or to another store on disk.
-
-mod commands;
-mod maint;
-mod remote;
-mod session;
-mod sync;
-mod timefmt;
-mod ui;
-mod workdir;
+//! The command line's grammar (clap): every command, its arguments and its help.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::ui::{Failure, Ui, exit};
-
 /// What `dsf-cli help-document` prints.
-pub(crate) const DOCUMENT_HELP: &str = r#"root.json: the checked-out graph
+pub const DOCUMENT_HELP: &str = r#"root.json: the checked-out graph
 
 Every object is a JSON object in the protobuf JSON mapping, with the .proto field names;
 fields at their default value are left out. Two annotations come first:
@@ -80,32 +64,32 @@ Exit codes:
 /// The command line.
 #[derive(Debug, Parser)]
 #[command(name = "dsf-cli", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
-struct Cli {
+pub struct Cli {
     #[command(flatten)]
-    global: Global,
+    pub global: Global,
     #[command(subcommand)]
-    command: Command,
+    pub command: Command,
 }
 
 /// Options every command takes.
 #[derive(Debug, Args)]
-struct Global {
+pub struct Global {
     /// Work in this folder instead of the current one.
     #[arg(short = 'C', long = "dir", global = true, value_name = "DIR")]
-    chdir: Option<PathBuf>,
+    pub chdir: Option<PathBuf>,
     /// Print one JSON document instead of text (for scripts).
     #[arg(long, global = true)]
-    json: bool,
+    pub json: bool,
     /// Print only what was asked for.
     #[arg(short, long, global = true)]
-    quiet: bool,
+    pub quiet: bool,
     /// Colour: auto (when stdout is a terminal and NO_COLOR is unset), always or never.
     #[arg(long, global = true, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "always", "never"])]
-    color: String,
+    pub color: String,
 }
 
 #[derive(Debug, Subcommand)]
-pub(crate) enum Command {
+pub enum Command {
     /// Make a new, empty working copy.
     #[command(after_help = "Examples:\n  dsf-cli init\n  dsf-cli init book --algorithm blake3")]
     Init {
@@ -347,7 +331,7 @@ pub(crate) enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-pub(crate) enum RemoteCommand {
+pub enum RemoteCommand {
     /// Add a remote.
     #[command(
         after_help = "Examples:\n  dsf-cli remote add origin grpc://127.0.0.1:50051\n  dsf-cli remote add ion amqp://guest:guest@localhost/mysys\n  dsf-cli remote add disk /srv/dsf/store"
@@ -370,71 +354,10 @@ pub(crate) enum RemoteCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub(crate) enum TypesCommand {
+pub enum TypesCommand {
     /// Register the types of a descriptor set (protoc --include_imports --descriptor_set_out).
     Add {
         /// The descriptor set file.
         file: PathBuf,
     },
-}
-
-fn main() {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
-            let _ = e.print();
-            std::process::exit(code);
-        }
-    };
-    let color = match cli.global.color.as_str() {
-        "always" => Some(true),
-        "never" => Some(false),
-        _ => None,
-    };
-    let ui = Ui::new(cli.global.json, cli.global.quiet, color);
-    // Object graphs may be deep: render and parse them on a thread with a large stack.
-    let worker = std::thread::Builder::new()
-        .name("dsf-cli".into())
-        .stack_size(512 << 20)
-        .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("a tokio runtime");
-            runtime.block_on(commands::run(cli.global.chdir, cli.command, ui))
-        })
-        .expect("a worker thread");
-    let result = worker.join().unwrap_or_else(|_| Err(anyhow::anyhow!("dsf-cli crashed")));
-    let code = match result {
-        Ok(code) => code,
-        Err(e) => report(&ui, &e),
-    };
-    std::process::exit(code);
-}
-
-/// Prints an error (as text on stderr, or as JSON on stdout with `--json`) and returns its
-/// exit code.
-fn report(ui: &Ui, e: &anyhow::Error) -> i32 {
-    let failure = e.downcast_ref::<Failure>();
-    let code = failure.map_or_else(|| remote::exit_code(e), |f| f.code);
-    let hint = failure.and_then(|f| f.hint.clone()).or_else(|| remote::hint(e));
-    let mut message = e.to_string();
-    for cause in e.chain().skip(1) {
-        let c = cause.to_string();
-        if !message.contains(&c) {
-            message.push_str(": ");
-            message.push_str(&c);
-        }
-    }
-    if ui.json {
-        ui.emit(serde_json::json!({ "error": message, "hint": hint, "exit_code": code }));
-    } else {
-        eprintln!("{} {message}", ui.red("error:"));
-        if let Some(h) = hint {
-            eprintln!("{} {h}", ui.dim("hint:"));
-        }
-    }
-    code
 }
