@@ -10,7 +10,7 @@
 //! push then offers only commits and elements that are not reachable from those heads (equal
 //! subgraphs are not descended). Without that knowledge it offers everything, as ION did.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -179,24 +179,10 @@ impl AmqpClient {
             .get(repo.key())
             .map(|h| h.iter().copied().filter(|k| repo.commit_info(*k).is_ok()).collect())
             .unwrap_or_default();
-        let old: HashSet<Key> = repo.ancestry(&known).into_iter().collect();
-        let new_commits: Vec<Key> = repo.commits().map(|c| c.key).filter(|k| !old.contains(k)).collect();
-        let root_of = |k: &Key| repo.commit_info(*k).ok().and_then(|c| c.root.as_ref().map(|r| r.key));
-        let old_roots: Vec<Key> = known.iter().filter_map(root_of).collect();
-        let old_elements: HashSet<Key> = repo.elements().reachable(&old_roots, &[]).into_iter().collect();
-        let new_roots: Vec<Key> = new_commits.iter().filter_map(root_of).collect();
-        let mut offered: Vec<Element> = Vec::new();
-        let mut seen: HashSet<Key> = HashSet::new();
-        let mut stack: Vec<Key> = new_roots;
-        while let Some(k) = stack.pop() {
-            if old_elements.contains(&k) || !seen.insert(k) {
-                continue;
-            }
-            let Some(e) = repo.elements().get(&k) else { continue };
-            stack.extend(e.children().iter().copied());
-            offered.push(e.clone());
-        }
-        offered.extend(new_commits.iter().filter_map(|k| repo.elements().get(k).cloned()));
+        let heads: Vec<Key> = repo.branches().iter().flat_map(|b| b.heads.iter().copied()).collect();
+        let new_commits =
+            dsf::sync::new_commits(&heads, &known, |k| repo.commit_info(*k).ok().map(|c| c.parent_keys().collect()));
+        let offered = dsf::sync::push_delta(repo, &new_commits, &known);
 
         let heads = heads_of(repo);
         let head = b.wrapped(&head_element(repo.key(), &heads));
@@ -441,11 +427,7 @@ struct PullParts {
 /// What a pull lists as held (ION's have-list): every commit and, when head content is wanted,
 /// every object.
 fn have_keys(repo: &Repository, head_content: bool) -> Vec<Key> {
-    let mut have: Vec<Key> = repo.commits().map(|c| c.key).collect();
-    if head_content {
-        have.extend(repo.elements().iter().filter(|e| e.ty() != TypeId::COMMIT).map(|e| e.key()));
-    }
-    have
+    dsf::sync::have_keys(repo, head_content)
 }
 
 fn protocol(e: ServiceError) -> Error {

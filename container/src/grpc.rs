@@ -34,15 +34,16 @@
 //! A push or pull is held in memory on both sides (as with the AMQP front): the datastore stores
 //! a push only once it is complete. An element cannot exceed [`MAX_MESSAGE_BYTES`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use dsf::proto::dsf::store::{BranchHeads, HeadsRecord, Nickname};
+use dsf::proto::dsf::store::HeadsRecord;
 use dsf::proto::net::ooici::cdm::syntactic::Bounds;
 use dsf::proto::net::ooici::core::link::IdRef;
 use dsf::store::Store;
+use dsf::sync::Heads;
 use dsf::{Branch, Checkout, Commit, Element, HashAlgorithm, Key, Registry, Repository, TypeId};
 use dsf_proto::grpc::datastore_client::DatastoreClient;
 use dsf_proto::grpc::datastore_server::{self, DatastoreServer};
@@ -393,12 +394,7 @@ impl<S: Store + 'static> datastore_server::Datastore for GrpcDatastore<S> {
 /// The commits a pull says it has: all of them, or with `head_content` only those whose content
 /// is here completely (not below `excluded` types): the rest of it is still wanted.
 fn have_commits(repo: &Repository, head_content: bool, excluded: &[TypeId]) -> Result<Vec<Key>> {
-    if !head_content {
-        return Ok(repo.commits().map(|c| c.key).collect());
-    }
-    let roots: Vec<(Key, Option<Key>)> = repo.commits().map(|c| (c.key, c.root.as_ref().map(|r| r.key))).collect();
-    let complete = complete_graphs(repo, roots.iter().filter_map(|r| r.1), excluded)?;
-    Ok(roots.iter().filter(|(_, r)| r.is_none_or(|r| complete.contains(&r))).map(|(c, _)| *c).collect())
+    Ok(dsf::sync::have_commits(repo, head_content, excluded)?)
 }
 
 /// A datastore client over gRPC. Cheap to clone: clones share the connection.
@@ -670,7 +666,7 @@ impl GrpcClient {
     pub async fn checkout(&self, repo: &mut Repository, how: Checkout) -> Result<()> {
         let roots = repo.checkout_roots(&how)?;
         let excluded = repo.excluded_for(&how);
-        let complete = complete_graphs(repo, roots.iter().copied(), &excluded)?;
+        let complete = dsf::sync::complete_graphs(repo, roots.iter().copied(), &excluded)?;
         for root in roots {
             if !complete.contains(&root) {
                 let elements = self.remote_checkout(root, &excluded).await?;
@@ -783,67 +779,13 @@ impl GrpcClient {
 
 /// The elements a push offers: the commits the datastore lacks (`have[i]` false for
 /// `commits[i]`), then the elements reachable from their roots, not descending into the
-/// subgraphs reachable from the roots of the commits it holds. Elements absent here are
-/// skipped: the datastore must hold them already, or it refuses the push as incomplete.
+/// subgraphs of the roots of the commits it holds (`dsf::sync::push_delta`). Elements absent
+/// here are skipped: the datastore must hold them already, or it refuses the push as incomplete.
 fn push_delta(repo: &Repository, commits: &[Key], have: &[bool]) -> Vec<Element> {
-    let root_of = |k: &Key| repo.commit_info(*k).ok().and_then(|c| c.root.as_ref().map(|r| r.key));
     let held = |wanted: bool| commits.iter().zip(have).filter(move |(_, h)| **h == wanted).map(|(k, _)| *k);
     let new: Vec<Key> = held(false).collect();
-    let known_roots: Vec<Key> = held(true).filter_map(|k| root_of(&k)).collect();
-    let old: HashSet<Key> = repo.elements().reachable(&known_roots, &[]).into_iter().collect();
-    let mut offered = Vec::new();
-    let mut seen: HashSet<Key> = HashSet::new();
-    let mut stack: Vec<Key> = new.iter().filter_map(root_of).collect();
-    while let Some(k) = stack.pop() {
-        if old.contains(&k) || !seen.insert(k) {
-            continue;
-        }
-        let Some(e) = repo.elements().get(&k) else { continue };
-        stack.extend(e.children().iter().copied().filter(|c| !seen.contains(c)));
-        offered.push(e.clone());
-    }
-    offered.extend(new.iter().filter_map(|k| repo.elements().get(k).cloned()));
-    offered
-}
-
-/// Those of `roots` whose whole graph is in `repo`, not following links to `excluded` types.
-fn complete_graphs(
-    repo: &Repository,
-    roots: impl IntoIterator<Item = Key>,
-    excluded: &[TypeId],
-) -> Result<HashSet<Key>> {
-    let children = |e: &Element| -> Result<Vec<Key>> {
-        if excluded.is_empty() {
-            Ok(e.children().to_vec())
-        } else {
-            Ok(e.links(repo.registry())?.into_iter().filter(|(_, ty)| !excluded.contains(ty)).map(|(k, _)| k).collect())
-        }
-    };
-    // Depth first; a key is decided once all its children are (graphs are acyclic).
-    let mut complete: HashMap<Key, bool> = HashMap::new();
-    let roots: Vec<Key> = roots.into_iter().collect();
-    for &root in &roots {
-        let mut stack: Vec<(Key, Option<Vec<Key>>)> = vec![(root, None)];
-        while let Some((k, expanded)) = stack.pop() {
-            if let Some(kids) = expanded {
-                let all = kids.iter().all(|c| complete.get(c).copied().unwrap_or(false));
-                complete.insert(k, all);
-                continue;
-            }
-            if complete.contains_key(&k) {
-                continue;
-            }
-            let Some(e) = repo.elements().get(&k) else {
-                complete.insert(k, false);
-                continue;
-            };
-            let kids = children(e)?;
-            let pending: Vec<Key> = kids.iter().copied().filter(|c| !complete.contains_key(c)).collect();
-            stack.push((k, Some(kids)));
-            stack.extend(pending.into_iter().map(|c| (c, None)));
-        }
-    }
-    Ok(roots.into_iter().filter(|r| complete.get(r).copied().unwrap_or(false)).collect())
+    let known: Vec<Key> = held(true).collect();
+    dsf::sync::push_delta(repo, &new, &known)
 }
 
 /// Adds a pull's elements and takes its heads: on a repository without commits (a clone) the
@@ -883,32 +825,19 @@ fn negotiate_request(key: &str, commits: &[Key]) -> NegotiateRequest {
     }
 }
 
-/// A repository's heads as a `dsf.store.HeadsRecord`.
+/// A repository's heads as a `dsf.store.HeadsRecord` (the codec is `dsf::sync::Heads`).
 pub fn heads_record(alg: HashAlgorithm, branches: &[Branch], nicknames: &BTreeMap<String, String>) -> HeadsRecord {
-    HeadsRecord {
-        hash_algorithm: alg.name().to_owned(),
-        branches: branches
-            .iter()
-            .map(|b| BranchHeads { key: b.key.clone(), heads: b.heads.iter().map(|h| h.as_bytes().to_vec()).collect() })
-            .collect(),
-        nicknames: nicknames.iter().map(|(n, b)| Nickname { name: n.clone(), branch: b.clone() }).collect(),
-    }
+    let heads = Heads { algorithm: alg, branches: branches.to_vec(), nicknames: nicknames.clone() };
+    HeadsRecord::decode(heads.encode_record().as_slice()).expect("a heads record decodes")
 }
 
 type HeadsParts = (HashAlgorithm, Vec<Branch>, BTreeMap<String, String>);
 
 /// The hash algorithm, branches and nicknames of a heads record.
 fn read_heads_record(record: &HeadsRecord) -> std::result::Result<HeadsParts, ServiceError> {
-    let alg: HashAlgorithm = record.hash_algorithm.parse().map_err(|e: String| {
-        ServiceError::bad_request(format!("a heads record with an unknown hash algorithm: {e}"))
-    })?;
-    let mut branches = Vec::with_capacity(record.branches.len());
-    for b in &record.branches {
-        let heads = b.heads.iter().map(|h| key_of(h)).collect::<std::result::Result<Vec<Key>, ServiceError>>()?;
-        branches.push(Branch { key: b.key.clone(), heads });
-    }
-    let nicknames = record.nicknames.iter().map(|n| (n.name.clone(), n.branch.clone())).collect();
-    Ok((alg, branches, nicknames))
+    let Heads { algorithm, branches, nicknames } = Heads::decode_record(&record.encode_to_vec())
+        .map_err(|e| ServiceError::bad_request(format!("a bad heads record: {e}")))?;
+    Ok((algorithm, branches, nicknames))
 }
 
 fn remote_heads(record: &HeadsRecord) -> std::result::Result<RemoteHeads, ServiceError> {

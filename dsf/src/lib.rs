@@ -19,6 +19,7 @@ pub mod merge;
 pub mod repository;
 pub mod store;
 pub mod structure;
+pub mod sync;
 pub mod types;
 mod wire;
 mod workspace;

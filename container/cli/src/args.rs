@@ -117,6 +117,14 @@ pub enum Command {
         /// types); repeat for more.
         #[arg(long = "types", value_name = "FILE")]
         types: Vec<PathBuf>,
+        /// Take objects of every type (by default ArrayStructure payloads are left out, as ION
+        /// did, and stay on the remote).
+        #[arg(long)]
+        all_types: bool,
+        /// Give up when the remote stays silent this long (seconds; default: the client's, 15 s
+        /// over AMQP).
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<f64>,
     },
     /// Switch the working copy to a branch, a commit or a date.
     #[command(
@@ -230,6 +238,10 @@ pub enum Command {
         /// heads and ours side by side (a divergent branch).
         #[arg(long)]
         diverge: bool,
+        /// Give up when the remote stays silent this long (seconds; default: the client's, 15 s
+        /// over AMQP).
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<f64>,
     },
     /// Fetch from a remote and merge its branch into the current one.
     #[command(after_help = "Examples:\n  dsf-cli pull\n  dsf-cli pull origin --policy theirs")]
@@ -239,12 +251,24 @@ pub enum Command {
         /// How conflicting fields are settled: manual, ours, theirs or newest.
         #[arg(long, default_value = "manual", value_name = "POLICY")]
         policy: String,
+        /// Take objects of every type (by default ArrayStructure payloads are left out, as ION
+        /// did, and stay on the remote).
+        #[arg(long)]
+        all_types: bool,
+        /// Give up when the remote stays silent this long (seconds; default: the client's, 15 s
+        /// over AMQP).
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<f64>,
     },
     /// Download what a remote has and this copy lacks; branches here do not move.
     #[command(after_help = "Examples:\n  dsf-cli fetch\n  dsf-cli fetch backup")]
     Fetch {
         /// The remote (default: origin).
         remote: Option<String>,
+        /// Give up when the remote stays silent this long (seconds; default: the client's, 15 s
+        /// over AMQP).
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<f64>,
     },
     /// Verify every stored element's key and every link.
     #[command(after_help = "Examples:\n  dsf-cli fsck\n  dsf-cli fsck --json")]

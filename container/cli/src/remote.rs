@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Result;
 use dsf::proto::net::ooici::core::message::ion_msg::ResponseCodes;
@@ -103,17 +104,30 @@ pub struct RemoteState {
 }
 
 impl Remote {
-    /// Connects.
-    pub async fn connect(target: &Target, registry: &Registry) -> Result<Remote> {
+    /// Connects. `timeout` is how long a call may wait for the remote (AMQP: for a reply;
+    /// gRPC: for the connection); `None` keeps the client's default.
+    pub async fn connect(target: &Target, registry: &Registry, timeout: Option<Duration>) -> Result<Remote> {
         Ok(match target {
             Target::Amqp { broker, sysname } => {
                 let mut config = ContainerConfig::new(broker.clone(), Some(sysname.clone()));
                 config.registry = registry.clone();
                 let container = Container::start(config).await?;
-                let client = AmqpClient::spawn(&container, None).await?;
+                let mut client = AmqpClient::spawn(&container, None).await?;
+                if let Some(t) = timeout {
+                    client = client.with_timeout(t);
+                }
                 Remote::Amqp { container: Box::new(container), client }
             }
-            Target::Grpc { url } => Remote::Grpc(GrpcClient::connect(url, registry.clone()).await?),
+            Target::Grpc { url } => {
+                let connecting = GrpcClient::connect(url, registry.clone());
+                let client = match timeout {
+                    Some(t) => tokio::time::timeout(t, connecting).await.map_err(|_| {
+                        fail(format!("no answer from {url} within {} s", t.as_secs_f64())).code(exit::REMOTE)
+                    })??,
+                    None => connecting.await?,
+                };
+                Remote::Grpc(client)
+            }
             Target::Local { path } => {
                 let store = RocksStore::open(path).map_err(|e| {
                     fail(format!("cannot open the store at {}: {e}", path.display()))
@@ -214,11 +228,13 @@ impl Remote {
         })
     }
 
-    /// Copies a whole repository (every commit, the heads' content).
-    pub async fn clone_repository(&self, key: &str, registry: &Registry) -> Result<Repository> {
+    /// Copies a whole repository (every commit, the heads' content). With `all_types`, objects
+    /// of every type come; otherwise the client leaves out the types it leaves out by default.
+    pub async fn clone_repository(&self, key: &str, registry: &Registry, all_types: bool) -> Result<Repository> {
+        let excluded = all_types.then(Vec::new);
         let cloned = match self {
-            Remote::Amqp { client, .. } => client.clone_repository(key, true, None).await,
-            Remote::Grpc(client) => client.clone_repository(key, true, None).await,
+            Remote::Amqp { client, .. } => client.clone_repository(key, true, excluded).await,
+            Remote::Grpc(client) => client.clone_repository(key, true, excluded).await,
             Remote::Local(ds) => {
                 let not_found = || {
                     fail(format!("the store has no repository {key}"))

@@ -136,7 +136,15 @@ impl Ui {
 
     /// Progress of a step, drawn on stderr when it is a terminal.
     pub fn progress(&self, label: &str, total: Option<u64>) -> Progress {
-        Progress { label: label.to_owned(), total, done: 0, start: Instant::now(), last: None, draw: self.progress }
+        Progress {
+            label: label.to_owned(),
+            total,
+            done: 0,
+            bytes: 0,
+            start: Instant::now(),
+            last: None,
+            draw: self.progress,
+        }
     }
 }
 
@@ -146,6 +154,7 @@ pub struct Progress {
     label: String,
     total: Option<u64>,
     done: u64,
+    bytes: u64,
     start: Instant,
     last: Option<Instant>,
     draw: bool,
@@ -154,7 +163,13 @@ pub struct Progress {
 impl Progress {
     /// Counts `n` more.
     pub fn add(&mut self, n: u64) {
+        self.add_sized(n, 0);
+    }
+
+    /// Counts `n` more objects of `bytes` bytes in all (shown once any bytes were counted).
+    pub fn add_sized(&mut self, n: u64, bytes: u64) {
         self.done += n;
+        self.bytes += bytes;
         if self.draw && self.last.is_none_or(|t| t.elapsed() >= Duration::from_millis(100)) {
             self.last = Some(Instant::now());
             self.render(false);
@@ -179,6 +194,7 @@ impl Progress {
             }
             _ => format!("{:<24} {}", self.label, self.done),
         };
+        let line = if self.bytes > 0 { format!("{line} objects, {}", human_bytes(self.bytes)) } else { line };
         let tail = if end { format!(", done in {:.1?}\n", self.start.elapsed()) } else { String::new() };
         let _ = write!(err, "\r\x1b[2K{line}{tail}");
         let _ = err.flush();
@@ -190,4 +206,16 @@ impl Progress {
             self.render(true);
         }
     }
+}
+
+/// A byte count for people: B, KiB, MiB or GiB.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }

@@ -7,7 +7,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use dsf::proto::dsf::store::Nickname;
 use dsf::proto::net::ooici::core::link::{CasRef, IdRef};
-use dsf::proto::net::ooici::core::mutable::{self as mutable, MutableNode};
 use dsf::proto::net::ooici::core::r#type::GpbType;
 use dsf::proto::net::ooici::core::workbench_messages::get_lcs_response_message::KeyLcsPair;
 use dsf::proto::net::ooici::core::workbench_messages::{
@@ -17,13 +16,13 @@ use dsf::proto::net::ooici::core::workbench_messages::{
 };
 use dsf::store::Store;
 use dsf::store::persist::StoredHeads;
+use dsf::sync::Heads;
 use dsf::{Branch, Element, HashAlgorithm, Key, TypeId};
 use futures::future::BoxFuture;
-use prost::Message as _;
 
 use super::{Datastore, Received};
 use crate::amqp::{Handler, Request};
-use crate::content::{Content, ContentBuilder, gpb_type, type_id};
+use crate::content::{Content, ContentBuilder, type_id};
 use crate::error::ServiceError;
 
 type Result<T> = std::result::Result<T, ServiceError>;
@@ -268,41 +267,19 @@ pub(crate) fn keys_of(raw: &[Vec<u8>]) -> Result<Vec<Key>> {
 }
 
 /// The serialised mutable head (spec §3.4): a `MutableNode` element of the repository's
-/// branches; commit links are non-leaf.
+/// branches; commit links are non-leaf (the codec is `dsf::sync::Heads`).
 pub fn head_element(key: &str, heads: &StoredHeads) -> Element {
-    let node = MutableNode {
-        repositorykey: key.to_owned(),
-        branches: heads
-            .branches
-            .iter()
-            .map(|b| mutable::Branch {
-                branchkey: b.key.clone(),
-                commitrefs: b
-                    .heads
-                    .iter()
-                    .map(|h| CasRef { key: h.as_bytes().to_vec(), r#type: gpb_type(TypeId::COMMIT), isleaf: false })
-                    .collect(),
-            })
-            .collect(),
-    };
-    let children = heads.branches.iter().flat_map(|b| b.heads.iter().copied()).collect::<Vec<_>>();
     let alg = heads.branches.iter().flat_map(|b| b.heads.first()).map(|k| k.algorithm()).next();
-    Element::new(alg.unwrap_or(HashAlgorithm::Sha1), TypeId::MUTABLE_NODE, node.encode_to_vec(), dedup(children))
-}
-
-fn dedup(mut keys: Vec<Key>) -> Vec<Key> {
-    let mut seen = HashSet::new();
-    keys.retain(|k| seen.insert(*k));
-    keys
+    let heads = Heads {
+        algorithm: alg.unwrap_or(HashAlgorithm::Sha1),
+        branches: heads.branches.clone(),
+        nicknames: BTreeMap::new(),
+    };
+    heads.head_element(key)
 }
 
 /// The branches of a serialised mutable head, and its repository key.
 pub fn read_head(e: &Element) -> Result<(Vec<Branch>, String)> {
-    let node: MutableNode = e.decode_as().map_err(|e| ServiceError::bad_request(format!("repository head: {e}")))?;
-    let mut branches = Vec::with_capacity(node.branches.len());
-    for b in node.branches {
-        let heads = b.commitrefs.iter().map(|c| key_of(&c.key)).collect::<Result<Vec<Key>>>()?;
-        branches.push(Branch { key: b.branchkey, heads: dedup(heads) });
-    }
-    Ok((branches, node.repositorykey))
+    let (key, branches) = Heads::read_head_element(e).map_err(|e| ServiceError::bad_request(e.to_string()))?;
+    Ok((branches, key))
 }

@@ -12,11 +12,9 @@
 use std::collections::{BTreeMap, HashSet};
 
 use bytes::Bytes;
-use dsf_proto::dsf::store::{BranchHeads, HeadsRecord, Nickname};
 use dsf_proto::net::ooici::core::association::{Association, Terminology};
 use dsf_proto::net::ooici::core::link::{CasRef, IdRef};
 use dsf_proto::net::ooici::services::coi::OoiResource;
-use prost::Message as _;
 
 use super::{BlobRow, BlobStore, Cas, HeadStore, Predicate, Row, SaveBatch, Store, StoreError};
 use crate::commit::Commit;
@@ -24,6 +22,7 @@ use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::key::{HashAlgorithm, Key};
 use crate::repository::{Branch, Checkout, Repository};
+use crate::sync::Heads;
 use crate::types::{Registry, TypeId};
 
 /// How many times [`StoredRepository::save`] merges a newer heads record and retries.
@@ -208,7 +207,7 @@ impl<'s, S: Store> StoredRepository<'s, S> {
             return Ok(());
         };
         self.load_commits().await?;
-        let (branches, nicknames) = heads_of(&decode_heads(&current.record)?)?;
+        let Heads { branches, nicknames, .. } = Heads::decode_record(&current.record)?;
         for b in branches {
             self.repo.receive_heads(&b.key, &b.heads)?;
         }
@@ -298,9 +297,7 @@ impl StoredHeads {
 /// Reads the heads of a repository; `None` if the store has no repository with this key.
 pub async fn read_heads<S: HeadStore>(store: &S, key: &str) -> Result<Option<StoredHeads>> {
     let Some(current) = store.get_heads(key.to_owned()).await? else { return Ok(None) };
-    let record = decode_heads(&current.record)?;
-    let algorithm = record.hash_algorithm.parse().map_err(|e: String| Error::codec("heads record", e))?;
-    let (branches, nicknames) = heads_of(&record)?;
+    let Heads { algorithm, branches, nicknames } = Heads::decode_record(&current.record)?;
     Ok(Some(StoredHeads { algorithm, branches, nicknames, version: current.version }))
 }
 
@@ -352,35 +349,7 @@ fn attribute_update(key: Key, branch_name: &str) -> Row {
 }
 
 fn encode_heads(repo: &Repository) -> Bytes {
-    HeadsRecord {
-        hash_algorithm: repo.algorithm().name().to_owned(),
-        branches: repo
-            .branches()
-            .iter()
-            .map(|b| BranchHeads { key: b.key.clone(), heads: b.heads.iter().map(|h| h.as_bytes().to_vec()).collect() })
-            .collect(),
-        nicknames: repo.nicknames().iter().map(|(n, b)| Nickname { name: n.clone(), branch: b.clone() }).collect(),
-    }
-    .encode_to_vec()
-    .into()
-}
-
-fn decode_heads(bytes: &[u8]) -> Result<HeadsRecord> {
-    HeadsRecord::decode(bytes).map_err(|e| Error::codec("heads record", e))
-}
-
-fn heads_of(record: &HeadsRecord) -> Result<(Vec<Branch>, BTreeMap<String, String>)> {
-    let mut branches = Vec::new();
-    for b in &record.branches {
-        let heads = b
-            .heads
-            .iter()
-            .map(|h| Key::from_slice(h).ok_or_else(|| Error::codec("heads record", "a head key has a bad length")))
-            .collect::<Result<Vec<_>>>()?;
-        branches.push(Branch { key: b.key.clone(), heads });
-    }
-    let nicknames = record.nicknames.iter().map(|n| (n.name.clone(), n.branch.clone())).collect();
-    Ok((branches, nicknames))
+    Heads::of(repo).encode_record().into()
 }
 
 /// The index attributes of a commit row (spec §4.1): the repository key, an empty

@@ -8,5 +8,6 @@ mod merge;
 mod properties;
 mod repository;
 mod structure;
+mod sync;
 mod types;
 mod walk;

@@ -42,9 +42,10 @@ pub async fn run(dir: Option<PathBuf>, command: Command, ui: Ui) -> Result<i32> 
     };
     match command {
         Command::Init { dir, algorithm, key } => init(&base, dir, &algorithm, key, ui),
-        Command::Clone { url, key, dir, types } => {
+        Command::Clone { url, key, dir, types, all_types, timeout } => {
             let types = types.into_iter().map(|t| within(&base, t)).collect::<Vec<_>>();
-            sync::clone(&base, &url, &key, dir, &types, ui).await
+            let opts = SyncOptions { timeout: seconds(timeout)?, all_types };
+            sync::clone(&base, &url, &key, dir, &types, opts, ui).await
         }
         Command::Checkout { target, new_branch, before, exclude_type, all_types, force } => {
             let how = CheckoutArgs { target, new_branch, before, exclude_type, all_types, force };
@@ -72,9 +73,18 @@ pub async fn run(dir: Option<PathBuf>, command: Command, ui: Ui) -> Result<i32> 
             RemoteCommand::List => sync::remote_list(&base, ui),
             RemoteCommand::Remove { name } => sync::remote_remove(&base, &name, ui),
         },
-        Command::Push { remote, diverge } => sync::push(&base, remote, diverge, ui).await,
-        Command::Pull { remote, policy } => sync::pull(&base, remote, parse_policy(&policy)?, ui).await,
-        Command::Fetch { remote } => sync::fetch(&base, remote, ui).await,
+        Command::Push { remote, diverge, timeout } => {
+            let opts = SyncOptions { timeout: seconds(timeout)?, all_types: false };
+            sync::push(&base, remote, diverge, opts, ui).await
+        }
+        Command::Pull { remote, policy, all_types, timeout } => {
+            let opts = SyncOptions { timeout: seconds(timeout)?, all_types };
+            sync::pull(&base, remote, parse_policy(&policy)?, opts, ui).await
+        }
+        Command::Fetch { remote, timeout } => {
+            let opts = SyncOptions { timeout: seconds(timeout)?, all_types: false };
+            sync::fetch(&base, remote, opts, ui).await
+        }
         Command::Fsck => maint::fsck(&base, ui).await,
         Command::Gc { dry_run } => maint::gc(&base, dry_run, ui).await,
         Command::Types { command } => match command {
@@ -102,6 +112,17 @@ pub async fn run(dir: Option<PathBuf>, command: Command, ui: Ui) -> Result<i32> 
 /// `-` (standard input or output) stays as it is.
 pub fn within(base: &Path, path: PathBuf) -> PathBuf {
     if path == Path::new("-") { path } else { base.join(path) }
+}
+
+/// A `--timeout` in seconds: positive and finite.
+pub fn seconds(value: Option<f64>) -> Result<Option<std::time::Duration>> {
+    value
+        .map(|v| {
+            std::time::Duration::try_from_secs_f64(v).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
+                fail(format!("--timeout {v}: not a positive number of seconds")).code(exit::USAGE).into()
+            })
+        })
+        .transpose()
 }
 
 pub fn parse_policy(p: &str) -> Result<MergePolicy> {

@@ -1,17 +1,20 @@
 //! Remotes and the commands that talk to them: clone, fetch, pull, push.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use dsf::store::BlobStore;
-use dsf::{Branch, Checkout, Key, MergePolicy, Registry, Repository};
+use dsf::sync::{PushWalk, new_commits};
+use dsf::{Branch, Checkout, Element, Key, MergePolicy, Registry, Repository, TypeId};
+use dsf_store_backends::rocks::RocksStore;
 use serde_json::json;
 
 use crate::commands::check_repository_key;
 use crate::remote::{Remote, RemoteState, Target};
 use crate::session::{Session, Stored};
-use crate::ui::{Ui, exit, fail};
+use crate::ui::{Progress, Ui, exit, fail};
 use crate::workdir::{RemoteConfig, RemoteHeads, Workdir};
 
 fn check_remote_name(name: &str) -> Result<()> {
@@ -96,39 +99,46 @@ fn remote_of(wd: &Workdir, name: Option<String>) -> Result<(String, Target)> {
     Ok((name, Target::parse(&r.url)?))
 }
 
-async fn connect(ui: &Ui, name: &str, target: &Target, registry: &Registry) -> Result<Remote> {
-    let progress = ui.progress(&format!("connecting to {name}"), None);
-    let remote = Remote::connect(target, registry).await?;
-    progress.finish();
-    Ok(remote)
+/// What the commands that talk to a remote take besides the remote.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncOptions {
+    /// How long a remote may stay silent before the command gives up (default: the client's).
+    pub timeout: Option<Duration>,
+    /// Take objects of every type (by default the clients leave out `ArrayStructure`, as ION
+    /// did).
+    pub all_types: bool,
 }
 
-/// Loads every commit's graph that the local store holds, so that a sync sees all that is
-/// here. (A stored root has its whole graph stored: graphs arrive complete.)
-async fn load_everything(s: &Session, sr: &mut Stored<'_>) -> Result<()> {
-    let roots: Vec<Key> = sr.repository().commits().filter_map(|c| c.root.as_ref().map(|r| r.key)).collect();
-    let present = s.store.has_blobs(roots.clone()).await?;
-    let roots = roots.into_iter().zip(present).filter(|(_, p)| *p).map(|(k, _)| k).collect();
-    sr.fetch_graphs(roots, &[]).await?;
-    Ok(())
+async fn connect(ui: &Ui, name: &str, target: &Target, registry: &Registry, opts: SyncOptions) -> Result<Remote> {
+    let progress = ui.progress(&format!("connecting to {name}"), None);
+    let remote = Remote::connect(target, registry, opts.timeout).await?;
+    progress.finish();
+    Ok(remote)
 }
 
 /// Keys per fetch_blobs request while completing history.
 const FETCH_BATCH: usize = 8192;
 
-/// Fetches the content of every commit whose graph `repo` lacks (a datastore's pull sends the
-/// heads' content only), level by level: one request per level and batch, and only what is
-/// missing (equal subgraphs are not descended).
-async fn complete_history(repo: &mut dsf::Repository, remote: &Remote, ui: &Ui) -> Result<usize> {
+/// Fetches the graphs below `roots` that are neither in `repo` nor in the local `store`, level
+/// by level: one request per level and batch, and only what is missing (a subgraph held here is
+/// not descended: graphs are stored complete). Returns how many elements came.
+async fn complete_from(
+    store: Option<&RocksStore>,
+    repo: &mut Repository,
+    remote: &Remote,
+    roots: Vec<Key>,
+    ui: &Ui,
+) -> Result<usize> {
     let mut seen: HashSet<Key> = HashSet::new();
-    let mut frontier: Vec<Key> = repo
-        .commits()
-        .filter_map(|c| c.root.as_ref().map(|r| r.key))
-        .filter(|k| !repo.elements().contains(k) && seen.insert(*k))
-        .collect();
+    let mut frontier: Vec<Key> =
+        roots.into_iter().filter(|k| !repo.elements().contains(k) && seen.insert(*k)).collect();
     let mut progress = ui.progress("fetching history", None);
     let mut fetched = 0;
     while !frontier.is_empty() {
+        if let Some(store) = store {
+            let present = store.has_blobs(frontier.clone()).await?;
+            frontier = frontier.into_iter().zip(present).filter(|(_, p)| !p).map(|(k, _)| k).collect();
+        }
         let mut next = Vec::new();
         for batch in frontier.chunks(FETCH_BATCH) {
             let elements = remote.fetch_blobs(batch).await?;
@@ -136,7 +146,7 @@ async fn complete_history(repo: &mut dsf::Repository, remote: &Remote, ui: &Ui) 
                 next.extend(e.children().iter().copied().filter(|c| !repo.elements().contains(c) && seen.insert(*c)));
             }
             fetched += elements.len();
-            progress.add(elements.len() as u64);
+            progress.add_sized(elements.len() as u64, elements.iter().map(|e| e.encoded_len() as u64).sum());
             repo.add_elements(elements)?;
         }
         frontier = next;
@@ -145,7 +155,50 @@ async fn complete_history(repo: &mut dsf::Repository, remote: &Remote, ui: &Ui) 
     Ok(fetched)
 }
 
-pub async fn clone(base: &Path, url: &str, key: &str, dir: Option<PathBuf>, types: &[PathBuf], ui: Ui) -> Result<i32> {
+/// Reads from the local store what a push sends and loads it into the repository: the objects
+/// [`PushWalk`] finds below the roots of `new` beside the roots of `known` (the commits the
+/// remote holds), level by level, so only what changed is read. The commits themselves are
+/// loaded already.
+async fn load_delta(
+    s: &Session,
+    sr: &mut Stored<'_>,
+    new: &[Key],
+    known: &[Key],
+    progress: &mut Progress,
+) -> Result<()> {
+    let repo = sr.repository();
+    let root_of = |k: &Key| repo.commit_info(*k).ok().and_then(|c| c.root.as_ref().map(|r| r.key));
+    let mut walk = PushWalk::new(new.iter().filter_map(root_of), known.iter().filter_map(root_of));
+    let mut delta: Vec<Element> = Vec::new();
+    while !walk.done() {
+        let wanted = walk.wanted();
+        let rows = s.store.get_blobs(wanted.clone()).await?;
+        let mut found: HashMap<Key, Element> = HashMap::new();
+        for (key, row) in wanted.iter().zip(rows) {
+            let Some(row) = row else { continue };
+            let e = Element::from_stored(&row.element, &row.children)?;
+            if e.key() != *key {
+                return Err(dsf::Error::Corrupt { key: *key }.into());
+            }
+            found.insert(*key, e);
+        }
+        let level = walk.step(|k| found.get(k).cloned());
+        progress.add_sized(level.len() as u64, level.iter().map(|e| e.encoded_len() as u64).sum());
+        delta.extend(level);
+    }
+    sr.repository_mut().add_elements(delta)?;
+    Ok(())
+}
+
+pub async fn clone(
+    base: &Path,
+    url: &str,
+    key: &str,
+    dir: Option<PathBuf>,
+    types: &[PathBuf],
+    opts: SyncOptions,
+    ui: Ui,
+) -> Result<i32> {
     check_repository_key(key)?;
     let dir = base.join(dir.unwrap_or_else(|| PathBuf::from(key)));
     if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
@@ -168,11 +221,12 @@ pub async fn clone(base: &Path, url: &str, key: &str, dir: Option<PathBuf>, type
         fail(format!("the --types files cannot be registered: {e}"))
             .hint("give FileDescriptorSets made with protoc --include_imports --descriptor_set_out=FILE")
     })?;
-    let remote = connect(&ui, "the remote", &target, &registry).await?;
+    let remote = connect(&ui, "the remote", &target, &registry, opts).await?;
     let mut progress = ui.progress("receiving", None);
     let cloned = async {
-        let mut repo = remote.clone_repository(key, &registry).await?;
-        complete_history(&mut repo, &remote, &ui).await?;
+        let mut repo = remote.clone_repository(key, &registry, opts.all_types).await?;
+        let roots = repo.commits().filter_map(|c| c.root.as_ref().map(|r| r.key)).collect();
+        complete_from(None, &mut repo, &remote, roots, &ui).await?;
         let remote_heads = RemoteHeads::from_branches(repo.branches(), repo.nicknames());
         anyhow::Ok((one_head_per_branch(repo)?, remote_heads))
     }
@@ -275,20 +329,31 @@ fn one_head_per_branch(repo: Repository) -> Result<Repository> {
 }
 
 /// Fetches from a remote into the local store; branches here do not move. Returns what the
-/// remote holds (`None`: the remote has no such repository).
-async fn fetch_into(s: &Session, name: &str, target: &Target, ui: &Ui) -> Result<Option<RemoteState>> {
+/// remote holds (`None`: the remote has no such repository). Only the commits are exchanged
+/// first; then the content of the new commits that the local store lacks comes level by level,
+/// so nothing of the local history is loaded beyond its commits.
+async fn fetch_into(
+    s: &Session,
+    name: &str,
+    target: &Target,
+    opts: SyncOptions,
+    ui: &Ui,
+) -> Result<Option<RemoteState>> {
     let mut sr = s.repo().await?;
-    load_everything(s, &mut sr).await?;
-    let remote = connect(ui, name, target, &s.registry).await?;
+    let remote = connect(ui, name, target, &s.registry, opts).await?;
     remote.assume_heads(sr.repository().key(), s.wd.remote_heads(name)?.all());
     let mut progress = ui.progress(&format!("fetching from {name}"), None);
     let fetched = async {
-        let Some((state, elements)) = remote.fetch(sr.repository(), true).await? else { return anyhow::Ok(None) };
-        progress.add(elements.len() as u64);
+        let Some((state, elements)) = remote.fetch(sr.repository(), false).await? else { return anyhow::Ok(None) };
+        progress.add_sized(elements.len() as u64, elements.iter().map(|e| e.encoded_len() as u64).sum());
         progress.finish();
         let mut count = elements.len();
+        let new: Vec<Key> = elements.iter().filter(|e| e.ty() == TypeId::COMMIT).map(|e| e.key()).collect();
         sr.repository_mut().add_elements(elements)?;
-        count += complete_history(sr.repository_mut(), &remote, ui).await?;
+        let repo = sr.repository();
+        let roots: Vec<Key> =
+            new.iter().filter_map(|k| repo.commit_info(*k).ok().and_then(|c| c.root.as_ref().map(|r| r.key))).collect();
+        count += complete_from(Some(&s.store), sr.repository_mut(), &remote, roots, ui).await?;
         anyhow::Ok(Some((state, count)))
     }
     .await;
@@ -300,10 +365,10 @@ async fn fetch_into(s: &Session, name: &str, target: &Target, ui: &Ui) -> Result
     Ok(Some(state))
 }
 
-pub async fn fetch(base: &Path, remote: Option<String>, ui: Ui) -> Result<i32> {
+pub async fn fetch(base: &Path, remote: Option<String>, opts: SyncOptions, ui: Ui) -> Result<i32> {
     let s = Session::open(base)?;
     let (name, target) = remote_of(&s.wd, remote)?;
-    let state = fetch_into(&s, &name, &target, &ui).await?.ok_or_else(|| no_repository(&s, &name))?;
+    let state = fetch_into(&s, &name, &target, opts, &ui).await?.ok_or_else(|| no_repository(&s, &name))?;
     report_heads(&ui, &name, &RemoteHeads::from_branches(&state.branches, &state.nicknames));
     Ok(exit::OK)
 }
@@ -328,7 +393,7 @@ fn no_repository(s: &Session, name: &str) -> anyhow::Error {
         .into()
 }
 
-pub async fn pull(base: &Path, remote: Option<String>, policy: MergePolicy, ui: Ui) -> Result<i32> {
+pub async fn pull(base: &Path, remote: Option<String>, policy: MergePolicy, opts: SyncOptions, ui: Ui) -> Result<i32> {
     let s = Session::open(base)?;
     let (name, target) = remote_of(&s.wd, remote)?;
     let branch_key = s.state().branch.clone().ok_or_else(|| fail("nothing is committed here yet: clone instead"))?;
@@ -337,7 +402,7 @@ pub async fn pull(base: &Path, remote: Option<String>, policy: MergePolicy, ui: 
         let head = s.load_current(&mut sr).await?;
         s.require_clean(&mut sr, head, "pull").await?;
     }
-    let state = fetch_into(&s, &name, &target, &ui).await?.ok_or_else(|| no_repository(&s, &name))?;
+    let state = fetch_into(&s, &name, &target, opts, &ui).await?.ok_or_else(|| no_repository(&s, &name))?;
     let heads = RemoteHeads::from_branches(&state.branches, &state.nicknames);
     let branch = {
         let sr = s.repo().await?;
@@ -387,7 +452,9 @@ pub async fn pull(base: &Path, remote: Option<String>, policy: MergePolicy, ui: 
     Ok(code)
 }
 
-pub async fn push(base: &Path, remote: Option<String>, diverge: bool, ui: Ui) -> Result<i32> {
+/// Sends the branches to a remote: asks what it holds, then reads from the local store only
+/// what the new commits add to what it holds (never the whole history).
+pub async fn push(base: &Path, remote: Option<String>, diverge: bool, opts: SyncOptions, ui: Ui) -> Result<i32> {
     let s = Session::open(base)?;
     let (name, target) = remote_of(&s.wd, remote)?;
     if let Target::Local { path } = &target
@@ -403,32 +470,42 @@ pub async fn push(base: &Path, remote: Option<String>, diverge: bool, ui: Ui) ->
     if sr.repository().commits().next().is_none() {
         return Err(fail("nothing to push: there are no commits").hint("`dsf-cli commit -m MESSAGE` first").into());
     }
-    load_everything(&s, &mut sr).await?;
-    let remote = connect(&ui, &name, &target, &s.registry).await?;
+    let remote = connect(&ui, &name, &target, &s.registry, opts).await?;
     let result = async {
-        remote.assume_heads(sr.repository().key(), s.wd.remote_heads(&name)?.all());
-        let repo = sr.repository();
-        if let Some((state, _)) = remote.fetch(repo, false).await? {
-            for b in &state.branches {
-                let Some(local) = repo.get_branch(&b.key) else { continue };
-                let behind: Vec<&Key> = b
-                    .heads
-                    .iter()
-                    .filter(|h| repo.commit_info(**h).is_err() || !repo.ancestry(&local.heads).contains(h))
-                    .collect();
-                if !behind.is_empty() && !diverge {
-                    let bname = s.branch_name(repo, &b.key);
-                    return Err(fail(format!("{name}/{bname} has commits that are not here"))
-                        .hint(
-                            "`dsf-cli pull` merges them first (or `push --diverge` lets the datastore keep both heads)",
-                        )
-                        .into());
+        let (known, new) = {
+            let repo = sr.repository();
+            let held = remote.fetch(repo, false).await?;
+            if let Some((state, _)) = &held {
+                for b in &state.branches {
+                    let Some(local) = repo.get_branch(&b.key) else { continue };
+                    let behind: Vec<&Key> = b
+                        .heads
+                        .iter()
+                        .filter(|h| repo.commit_info(**h).is_err() || !repo.ancestry(&local.heads).contains(h))
+                        .collect();
+                    if !behind.is_empty() && !diverge {
+                        let bname = s.branch_name(repo, &b.key);
+                        return Err(fail(format!("{name}/{bname} has commits that are not here"))
+                            .hint(
+                                "`dsf-cli pull` merges them first (or `push --diverge` lets the datastore keep both heads)",
+                            )
+                            .into());
+                    }
                 }
             }
-        }
+            let known: Vec<Key> = held
+                .iter()
+                .flat_map(|(state, _)| state.branches.iter().flat_map(|b| b.heads.iter().copied()))
+                .filter(|k| repo.commit_info(*k).is_ok())
+                .collect();
+            let heads: Vec<Key> = repo.branches().iter().flat_map(|b| b.heads.iter().copied()).collect();
+            let new = new_commits(&heads, &known, |k| repo.commit_info(*k).ok().map(|c| c.parent_keys().collect()));
+            (known, new)
+        };
+        remote.assume_heads(sr.repository().key(), known.clone());
         let mut progress = ui.progress(&format!("pushing to {name}"), None);
-        let state = remote.push(repo).await?;
-        progress.add(repo.elements().len() as u64);
+        load_delta(&s, &mut sr, &new, &known, &mut progress).await?;
+        let state = remote.push(sr.repository()).await?;
         progress.finish();
         anyhow::Ok(state)
     }

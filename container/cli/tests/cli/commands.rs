@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use dsf::MergePolicy;
-use dsf_cli::commands::{self, CheckoutArgs};
+use dsf_cli::commands::{self, CheckoutArgs, SyncOptions};
 use dsf_cli::ui::{Ui, exit};
 use dsf_cli::workdir::Workdir;
 use serde_json::{Value, json};
@@ -16,6 +16,9 @@ use crate::common::*;
 
 /// Says nothing: the tests read what the commands did, not what they printed.
 const QUIET: Ui = Ui { json: false, color: false, progress: false, quiet: true };
+
+/// Every type, and a timeout that a healthy loopback exchange never reaches.
+const OPTS: SyncOptions = SyncOptions { timeout: Some(std::time::Duration::from_secs(60)), all_types: true };
 
 /// Runs an async test body on a thread with a large stack (as the binary does).
 fn run<F: std::future::Future<Output = ()>>(body: impl FnOnce() -> F + Send + 'static) {
@@ -206,40 +209,43 @@ async fn exchange_in_process(url: String) {
     let a = copy_with_book(scratch.path(), "a").await;
     assert_eq!(commands::remote_add(a.dir(), "origin", &url, QUIET).unwrap(), exit::OK);
     assert_eq!(commands::remote_list(a.dir(), QUIET).unwrap(), exit::OK);
-    assert_eq!(commands::push(a.dir(), None, false, QUIET).await.unwrap(), exit::OK);
+    assert_eq!(commands::push(a.dir(), None, false, OPTS, QUIET).await.unwrap(), exit::OK);
 
     let key = Workdir::open(a.dir()).unwrap().config.repository.clone();
-    assert_eq!(commands::clone(scratch.path(), &url, &key, Some("b".into()), &[], QUIET).await.unwrap(), exit::OK);
+    assert_eq!(
+        commands::clone(scratch.path(), &url, &key, Some("b".into()), &[], OPTS, QUIET).await.unwrap(),
+        exit::OK
+    );
     let b = Wc(scratch.path().join("b"));
     assert_eq!(b.head(), a.head());
     assert_eq!(b.doc(), a.doc());
 
     let retitled = b.change("retitled", |d| d["title"] = json!("Family")).await;
-    assert_eq!(commands::push(b.dir(), None, false, QUIET).await.unwrap(), exit::OK);
-    assert_eq!(commands::pull(a.dir(), None, MergePolicy::Manual, QUIET).await.unwrap(), exit::OK);
+    assert_eq!(commands::push(b.dir(), None, false, OPTS, QUIET).await.unwrap(), exit::OK);
+    assert_eq!(commands::pull(a.dir(), None, MergePolicy::Manual, OPTS, QUIET).await.unwrap(), exit::OK);
     assert_eq!(a.head(), retitled);
     assert_eq!(a.doc(), b.doc());
 
     let by_a = a.change("a new email", |d| d["person"][0]["email"] = json!("ann@example.com")).await;
     let by_b = b.change("Bob is Robert", |d| d["person"][1]["name"] = json!("Robert")).await;
-    assert_eq!(commands::push(a.dir(), None, false, QUIET).await.unwrap(), exit::OK);
-    let refused = commands::push(b.dir(), None, false, QUIET).await.unwrap_err();
+    assert_eq!(commands::push(a.dir(), None, false, OPTS, QUIET).await.unwrap(), exit::OK);
+    let refused = commands::push(b.dir(), None, false, OPTS, QUIET).await.unwrap_err();
     assert!(refused.to_string().contains("not here"), "{refused}");
-    assert_eq!(commands::fetch(b.dir(), None, QUIET).await.unwrap(), exit::OK);
+    assert_eq!(commands::fetch(b.dir(), None, OPTS, QUIET).await.unwrap(), exit::OK);
     assert_eq!(b.head(), by_b, "a fetch moves no branch");
-    assert_eq!(commands::pull(b.dir(), None, MergePolicy::Manual, QUIET).await.unwrap(), exit::OK);
+    assert_eq!(commands::pull(b.dir(), None, MergePolicy::Manual, OPTS, QUIET).await.unwrap(), exit::OK);
     let history = b.history().await;
     assert!(history.contains(&by_a) && history.contains(&by_b), "{history:?}");
     assert_eq!(
         (&b.doc()["person"][0]["email"], &b.doc()["person"][1]["name"]),
         (&json!("ann@example.com"), &json!("Robert"))
     );
-    assert_eq!(commands::push(b.dir(), None, false, QUIET).await.unwrap(), exit::OK);
-    assert_eq!(commands::pull(a.dir(), None, MergePolicy::Manual, QUIET).await.unwrap(), exit::OK);
+    assert_eq!(commands::push(b.dir(), None, false, OPTS, QUIET).await.unwrap(), exit::OK);
+    assert_eq!(commands::pull(a.dir(), None, MergePolicy::Manual, OPTS, QUIET).await.unwrap(), exit::OK);
     assert_eq!(a.head(), b.head());
 
     assert_eq!(commands::remote_remove(a.dir(), "origin", QUIET).unwrap(), exit::OK);
-    assert!(commands::push(a.dir(), None, false, QUIET).await.is_err(), "no remote origin any more");
+    assert!(commands::push(a.dir(), None, false, OPTS, QUIET).await.is_err(), "no remote origin any more");
 }
 
 /// The exchange with a store folder as the remote.
