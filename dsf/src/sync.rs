@@ -166,6 +166,24 @@ pub fn new_commits(heads: &[Key], known: &[Key], mut parents: impl FnMut(&Key) -
     new
 }
 
+/// The commits within `depth` generations of `heads` (the heads are the first generation),
+/// through every parent, as git's `--depth` counts: what a shallow clone keeps. `parents` gives
+/// a commit's parents, or `None` for a commit that is not here, which is left out.
+pub fn within_depth(heads: &[Key], depth: usize, mut parents: impl FnMut(&Key) -> Option<Vec<Key>>) -> Vec<Key> {
+    let mut kept = Vec::new();
+    let mut seen: HashSet<Key> = HashSet::new();
+    let mut queue: VecDeque<(Key, usize)> = heads.iter().map(|k| (*k, 1)).collect();
+    while let Some((k, generation)) = queue.pop_front() {
+        if generation > depth || !seen.insert(k) {
+            continue;
+        }
+        let Some(ps) = parents(&k) else { continue };
+        kept.push(k);
+        queue.extend(ps.into_iter().map(|p| (p, generation + 1)));
+    }
+    kept
+}
+
 // ----- elements ------------------------------------------------------------------------------
 
 /// The walk that finds the elements a push sends: from the roots of the new commits, level by

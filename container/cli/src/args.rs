@@ -104,7 +104,7 @@ pub enum Command {
     },
     /// Copy a repository from a remote into a new working copy and check out master.
     #[command(
-        after_help = "Examples:\n  dsf-cli clone grpc://db.example:50051 6F1B0C52-… book\n  dsf-cli clone amqp://guest:guest@broker/dsf 6F1B0C52-… book\n  dsf-cli clone /srv/dsf/store 6F1B0C52-…"
+        after_help = "Examples:\n  dsf-cli clone grpc://db.example:50051 6F1B0C52-… book\n  dsf-cli clone amqp://guest:guest@broker/dsf 6F1B0C52-… book\n  dsf-cli clone /srv/dsf/store 6F1B0C52-…\n  dsf-cli clone --depth 1 grpc://db.example:50051 6F1B0C52-…   (only the newest commits)"
     )]
     Clone {
         /// Where: amqp://host/SYSNAME, grpc://host:port or a store folder.
@@ -125,6 +125,10 @@ pub enum Command {
         /// over AMQP).
         #[arg(long, value_name = "SECONDS")]
         timeout: Option<f64>,
+        /// A shallow clone: only the commits within N generations of the heads (through every
+        /// parent, as git counts); `fetch --deepen` or `--unshallow` brings more later.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        depth: Option<u32>,
     },
     /// Switch the working copy to a branch, a commit or a date.
     #[command(
@@ -261,7 +265,9 @@ pub enum Command {
         timeout: Option<f64>,
     },
     /// Download what a remote has and this copy lacks; branches here do not move.
-    #[command(after_help = "Examples:\n  dsf-cli fetch\n  dsf-cli fetch backup")]
+    #[command(
+        after_help = "Examples:\n  dsf-cli fetch\n  dsf-cli fetch backup\n  dsf-cli fetch --deepen 10   (a shallow copy: 10 more generations)\n  dsf-cli fetch --unshallow"
+    )]
     Fetch {
         /// The remote (default: origin).
         remote: Option<String>,
@@ -269,6 +275,12 @@ pub enum Command {
         /// over AMQP).
         #[arg(long, value_name = "SECONDS")]
         timeout: Option<f64>,
+        /// In a shallow copy: also bring N more generations of history beyond its boundary.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "unshallow")]
+        deepen: Option<u32>,
+        /// In a shallow copy: bring the whole history.
+        #[arg(long)]
+        unshallow: bool,
     },
     /// Verify every stored element's key and every link.
     #[command(after_help = "Examples:\n  dsf-cli fsck\n  dsf-cli fsck --json")]

@@ -223,7 +223,15 @@ impl Session {
         if treeish.is_empty() {
             return Ok(start);
         }
-        Ok(repo.resolve_treeish_from(start, treeish)?)
+        repo.resolve_treeish_from(start, treeish)
+            .map_err(|e| if self.state().shallow.is_empty() { e.into() } else { self.beyond_shallow(spec, e) })
+    }
+
+    /// The error of an operation that needed history a shallow copy does not have.
+    pub fn beyond_shallow(&self, what: &str, e: impl std::fmt::Display) -> anyhow::Error {
+        fail(format!("{what}: this copy is shallow and the history it needs is not here ({e})"))
+            .hint("`dsf-cli fetch --deepen N` brings N more generations, `dsf-cli fetch --unshallow` all of them")
+            .into()
     }
 
     fn resolve_base(&self, repo: &Repository, name: &str) -> Result<Key> {

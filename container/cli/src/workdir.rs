@@ -63,6 +63,9 @@ pub struct State {
     pub excluded: Vec<String>,
     /// A merge waiting for its conflicts to be resolved.
     pub merge: Option<MergeState>,
+    /// The shallow boundary: commits here whose parents are not (a clone with `--depth`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shallow: Vec<String>,
 }
 
 /// A merge in progress.

@@ -141,3 +141,14 @@ fn have_commits_lists_only_complete_graphs() {
     partial.receive_branches(r.branches().to_vec(), r.nicknames().clone()).unwrap();
     assert_eq!(have_commits(&partial, true, &[]).unwrap(), vec![commits[0]].into_iter().collect::<Vec<_>>());
 }
+
+/// A depth counts the heads as the first generation and follows every parent.
+#[test]
+fn within_depth_counts_generations_from_the_heads() {
+    let (r, commits) = history(5);
+    let parents = |k: &Key| r.commit_info(*k).ok().map(|c| c.parent_keys().collect());
+    assert_eq!(dsf::sync::within_depth(&[commits[4]], 1, parents), vec![commits[4]]);
+    assert_eq!(dsf::sync::within_depth(&[commits[4]], 3, parents), vec![commits[4], commits[3], commits[2]]);
+    assert_eq!(dsf::sync::within_depth(&[commits[4]], 10, parents).len(), 5);
+    assert_eq!(dsf::sync::within_depth(&[commits[1], commits[4]], 2, parents).len(), 4);
+}

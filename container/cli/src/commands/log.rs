@@ -12,9 +12,10 @@ use crate::session::Session;
 use crate::timefmt;
 use crate::ui::{Ui, exit};
 
-/// Commits reachable from `starts`, children before parents, newest first among the ready.
+/// Commits reachable from `starts`, children before parents, newest first among the ready
+/// (parents that are not here, beyond a shallow boundary, are left out).
 pub fn topo_order(repo: &Repository, starts: &[Key]) -> Vec<Key> {
-    let all = repo.ancestry(starts);
+    let all: Vec<Key> = repo.ancestry(starts).into_iter().filter(|k| repo.commit_info(*k).is_ok()).collect();
     let set: HashSet<Key> = all.iter().copied().collect();
     let mut children: HashMap<Key, usize> = HashMap::new();
     for k in &all {
@@ -158,6 +159,9 @@ pub async fn log(
     }
     if let (Some(h), true) = (head, s.state().detached) {
         labels.entry(h).or_default().insert(0, "HEAD".into());
+    }
+    for k in s.state().shallow.iter().filter_map(|k| Key::from_hex(k)) {
+        labels.entry(k).or_default().push("shallow".into());
     }
     let mut remote_heads = Vec::new();
     for (remote, heads) in s.wd.all_remote_heads()? {

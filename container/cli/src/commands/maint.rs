@@ -65,6 +65,7 @@ pub async fn fsck(base: &Path, ui: Ui) -> Result<i32> {
         }
         progress.add(chunk.len() as u64);
     }
+    let shallow: HashSet<Key> = s.state().shallow.iter().filter_map(|k| Key::from_hex(k)).collect();
     let mut commits = 0;
     for chunk in row_keys.chunks(BATCH) {
         let values = s.store.batch_get(chunk.iter().map(|k| k.as_bytes().to_vec()).collect()).await?;
@@ -77,7 +78,10 @@ pub async fn fsck(base: &Path, ui: Ui) -> Result<i32> {
                 Ok(e) if e.ty() == TypeId::COMMIT => match Commit::from_element(&e) {
                     Ok(c) => {
                         commits += 1;
-                        referenced.extend(c.parent_keys().map(|p| (p, *key)));
+                        // A shallow copy lacks the parents of its boundary on purpose.
+                        if !shallow.contains(key) {
+                            referenced.extend(c.parent_keys().map(|p| (p, *key)));
+                        }
                         referenced.extend(c.root.iter().map(|r| (r.key, *key)));
                     }
                     Err(err) => problems.push(Problem { key: *key, what: format!("not a valid commit: {err}") }),

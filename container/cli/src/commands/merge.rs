@@ -40,6 +40,9 @@ pub async fn merge_commits(
     ui: Ui,
 ) -> Result<(i32, Json)> {
     let base = sr.repository().common_ancestor(&[ours, theirs]).ok();
+    if base.is_none() && !s.state().shallow.is_empty() {
+        return Err(s.beyond_shallow(&format!("merge {name}"), "no common ancestor here"));
+    }
     let mut commits = vec![ours, theirs];
     commits.extend(base);
     s.load_commits(sr, &commits).await?;

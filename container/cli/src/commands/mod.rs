@@ -42,9 +42,10 @@ pub async fn run(dir: Option<PathBuf>, command: Command, ui: Ui) -> Result<i32> 
     };
     match command {
         Command::Init { dir, algorithm, key } => init(&base, dir, &algorithm, key, ui),
-        Command::Clone { url, key, dir, types, all_types, timeout } => {
+        Command::Clone { url, key, dir, types, all_types, timeout, depth } => {
             let types = types.into_iter().map(|t| within(&base, t)).collect::<Vec<_>>();
-            let opts = SyncOptions { timeout: seconds(timeout)?, all_types };
+            let depth = depth.map(|d| d as usize);
+            let opts = SyncOptions { timeout: seconds(timeout)?, all_types, depth, ..SyncOptions::default() };
             sync::clone(&base, &url, &key, dir, &types, opts, ui).await
         }
         Command::Checkout { target, new_branch, before, exclude_type, all_types, force } => {
@@ -74,15 +75,16 @@ pub async fn run(dir: Option<PathBuf>, command: Command, ui: Ui) -> Result<i32> 
             RemoteCommand::Remove { name } => sync::remote_remove(&base, &name, ui),
         },
         Command::Push { remote, diverge, timeout } => {
-            let opts = SyncOptions { timeout: seconds(timeout)?, all_types: false };
+            let opts = SyncOptions { timeout: seconds(timeout)?, ..SyncOptions::default() };
             sync::push(&base, remote, diverge, opts, ui).await
         }
         Command::Pull { remote, policy, all_types, timeout } => {
-            let opts = SyncOptions { timeout: seconds(timeout)?, all_types };
+            let opts = SyncOptions { timeout: seconds(timeout)?, all_types, ..SyncOptions::default() };
             sync::pull(&base, remote, parse_policy(&policy)?, opts, ui).await
         }
-        Command::Fetch { remote, timeout } => {
-            let opts = SyncOptions { timeout: seconds(timeout)?, all_types: false };
+        Command::Fetch { remote, timeout, deepen, unshallow } => {
+            let deepen = deepen.map(|d| d as usize);
+            let opts = SyncOptions { timeout: seconds(timeout)?, deepen, unshallow, ..SyncOptions::default() };
             sync::fetch(&base, remote, opts, ui).await
         }
         Command::Fsck => maint::fsck(&base, ui).await,

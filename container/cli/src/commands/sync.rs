@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use dsf::store::BlobStore;
-use dsf::sync::{PushWalk, new_commits};
+use dsf::sync::{PushWalk, new_commits, within_depth};
 use dsf::{Branch, Checkout, Element, Key, MergePolicy, Registry, Repository, TypeId};
 use dsf_store_backends::rocks::RocksStore;
 use serde_json::json;
@@ -107,6 +107,68 @@ pub struct SyncOptions {
     /// Take objects of every type (by default the clients leave out `ArrayStructure`, as ION
     /// did).
     pub all_types: bool,
+    /// `clone --depth N`: keep the commits within N generations of the heads.
+    pub depth: Option<usize>,
+    /// `fetch --deepen N`: also bring N more generations beyond the shallow boundary.
+    pub deepen: Option<usize>,
+    /// `fetch --unshallow`: bring the whole history.
+    pub unshallow: bool,
+}
+
+fn parents_in(repo: &Repository) -> impl FnMut(&Key) -> Option<Vec<Key>> + '_ {
+    |k| repo.commit_info(*k).ok().map(|c| c.parent_keys().collect())
+}
+
+/// The shallow boundary of a repository: its commits whose parents are not all here.
+pub fn shallow_boundary(repo: &Repository) -> Vec<String> {
+    let mut boundary: Vec<String> = repo
+        .commits()
+        .filter(|c| c.parent_keys().any(|p| repo.commit_info(p).is_err()))
+        .map(|c| c.key.to_hex())
+        .collect();
+    boundary.sort();
+    boundary
+}
+
+/// The repository with only the commits of `keep` (and every object).
+fn keep_commits(repo: &Repository, keep: &HashSet<Key>) -> Result<Repository> {
+    let mut kept = Repository::with_key(repo.registry().clone(), repo.key(), repo.algorithm());
+    kept.add_elements(repo.elements().iter().filter(|e| e.ty() != TypeId::COMMIT || keep.contains(&e.key())).cloned())?;
+    kept.receive_branches(repo.branches().to_vec(), repo.nicknames().clone())?;
+    Ok(kept)
+}
+
+/// Which of the commits a fetch received a shallow copy keeps: what is new above its history,
+/// not the history beyond its boundary, unless `deepen` asks for that many more generations
+/// of it (or `unshallow` for all of it).
+fn shallow_keep(
+    repo: &Repository,
+    received: &[Element],
+    boundary: &[String],
+    opts: SyncOptions,
+) -> Result<HashSet<Key>> {
+    let mut commits: HashMap<Key, Vec<Key>> = HashMap::new();
+    for e in received.iter().filter(|e| e.ty() == TypeId::COMMIT) {
+        commits.insert(e.key(), dsf::Commit::from_element(e)?.parent_keys().collect());
+    }
+    let all: HashSet<Key> = commits.keys().copied().collect();
+    if opts.unshallow || boundary.is_empty() {
+        return Ok(all);
+    }
+    let edge: Vec<Key> = boundary
+        .iter()
+        .filter_map(|b| Key::from_hex(b))
+        .filter_map(|b| repo.commit_info(b).ok())
+        .flat_map(|c| c.parent_keys().collect::<Vec<_>>())
+        .filter(|p| commits.contains_key(p))
+        .collect();
+    let through_received = |k: &Key| commits.get(k).cloned();
+    let beyond: HashSet<Key> = new_commits(&edge, &[], through_received).into_iter().collect();
+    let mut keep: HashSet<Key> = all.difference(&beyond).copied().collect();
+    if let Some(n) = opts.deepen {
+        keep.extend(within_depth(&edge, n, |k| commits.get(k).cloned()));
+    }
+    Ok(keep)
 }
 
 async fn connect(ui: &Ui, name: &str, target: &Target, registry: &Registry, opts: SyncOptions) -> Result<Remote> {
@@ -225,6 +287,11 @@ pub async fn clone(
     let mut progress = ui.progress("receiving", None);
     let cloned = async {
         let mut repo = remote.clone_repository(key, &registry, opts.all_types).await?;
+        if let Some(depth) = opts.depth {
+            let heads: Vec<Key> = repo.branches().iter().flat_map(|b| b.heads.iter().copied()).collect();
+            let keep: HashSet<Key> = within_depth(&heads, depth, parents_in(&repo)).into_iter().collect();
+            repo = keep_commits(&repo, &keep)?;
+        }
         let roots = repo.commits().filter_map(|c| c.root.as_ref().map(|r| r.key)).collect();
         complete_from(None, &mut repo, &remote, roots, &ui).await?;
         let remote_heads = RemoteHeads::from_branches(repo.branches(), repo.nicknames());
@@ -255,6 +322,7 @@ pub async fn clone(
             }
         }
         let s = Session::with(wd)?;
+        s.state_mut().shallow = shallow_boundary(&repo);
         let elements = repo.elements().len();
         let branch = repo
             .get_branch(dsf::MASTER_BRANCH)
@@ -344,7 +412,14 @@ async fn fetch_into(
     remote.assume_heads(sr.repository().key(), s.wd.remote_heads(name)?.all());
     let mut progress = ui.progress(&format!("fetching from {name}"), None);
     let fetched = async {
-        let Some((state, elements)) = remote.fetch(sr.repository(), false).await? else { return anyhow::Ok(None) };
+        let Some((state, mut elements)) = remote.fetch(sr.repository(), false).await? else {
+            return anyhow::Ok(None);
+        };
+        let boundary = s.state().shallow.clone();
+        if !boundary.is_empty() {
+            let keep = shallow_keep(sr.repository(), &elements, &boundary, opts)?;
+            elements.retain(|e| e.ty() != TypeId::COMMIT || keep.contains(&e.key()));
+        }
         progress.add_sized(elements.len() as u64, elements.iter().map(|e| e.encoded_len() as u64).sum());
         progress.finish();
         let mut count = elements.len();
@@ -360,6 +435,11 @@ async fn fetch_into(
     remote.close().await;
     let Some((state, count)) = fetched? else { return Ok(None) };
     sr.save().await?;
+    let boundary = shallow_boundary(sr.repository());
+    if boundary != s.state().shallow {
+        s.state_mut().shallow = boundary;
+        s.save_state()?;
+    }
     s.wd.save_remote_heads(name, &RemoteHeads::from_branches(&state.branches, &state.nicknames))?;
     ui.say(format!("Fetched {count} element(s) from {name}"));
     Ok(Some(state))

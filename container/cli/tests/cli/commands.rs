@@ -18,7 +18,13 @@ use crate::common::*;
 const QUIET: Ui = Ui { json: false, color: false, progress: false, quiet: true };
 
 /// Every type, and a timeout that a healthy loopback exchange never reaches.
-const OPTS: SyncOptions = SyncOptions { timeout: Some(std::time::Duration::from_secs(60)), all_types: true };
+const OPTS: SyncOptions = SyncOptions {
+    timeout: Some(std::time::Duration::from_secs(60)),
+    all_types: true,
+    depth: None,
+    deepen: None,
+    unshallow: false,
+};
 
 /// Runs an async test body on a thread with a large stack (as the binary does).
 fn run<F: std::future::Future<Output = ()>>(body: impl FnOnce() -> F + Send + 'static) {
@@ -271,4 +277,123 @@ fn sync_commands_in_process_over_amqp() {
     let served = Served::amqp();
     let url = served.url.clone();
     run(|| exchange_in_process(url));
+}
+
+/// A push reads from the local store only what the new commits add to what the remote holds:
+/// an element that only an older commit reaches can be gone from the local store (here
+/// deleted behind the copy's back) and the push, and a clone of what it pushed, still work.
+#[test]
+fn push_reads_only_what_changed_since_the_remote_heads() {
+    run(|| async {
+        let scratch = tempfile::tempdir().unwrap();
+        let a = copy_with_book(scratch.path(), "a").await;
+        let ann = a.doc()["person"][0]["@key"].as_str().unwrap().to_owned();
+        a.change("Ann is Annie", |d| d["person"][0]["name"] = json!("Annie")).await;
+        let folder = scratch.path().join("store").to_string_lossy().into_owned();
+        assert_eq!(commands::remote_add(a.dir(), "origin", &folder, QUIET).unwrap(), exit::OK);
+        assert_eq!(commands::push(a.dir(), None, false, OPTS, QUIET).await.unwrap(), exit::OK);
+
+        {
+            use dsf::store::Maintenance as _;
+            let store = dsf_store_backends::rocks::RocksStore::open(a.dir().join(".dsf").join("store")).unwrap();
+            store.delete_blobs(vec![dsf::Key::from_hex(&ann).unwrap()], None).await.unwrap();
+        }
+        let bob = a.change("Bob is 22", |d| d["person"][1]["id"] = json!(22)).await;
+        assert_eq!(commands::push(a.dir(), None, false, OPTS, QUIET).await.unwrap(), exit::OK);
+
+        let key = Workdir::open(a.dir()).unwrap().config.repository.clone();
+        assert_eq!(
+            commands::clone(scratch.path(), &folder, &key, Some("b".into()), &[], OPTS, QUIET).await.unwrap(),
+            0
+        );
+        let b = Wc(scratch.path().join("b"));
+        assert_eq!(b.head(), bob);
+        assert_eq!(b.doc(), a.doc());
+    });
+}
+
+/// The commits of the stored repository of a copy.
+async fn stored_commits(wc: &Wc) -> BTreeSet<String> {
+    let s = dsf_cli::session::Session::open(wc.dir()).unwrap();
+    let sr = s.repo().await.unwrap();
+    sr.repository().commits().map(|c| c.key.to_hex()).collect()
+}
+
+/// The shallow boundary a copy records.
+fn boundary(wc: &Wc) -> Vec<String> {
+    Workdir::open(wc.dir()).unwrap().state.shallow
+}
+
+/// `clone --depth 2` of a five-commit history has exactly the two newest commits and records
+/// the second as its boundary; log and fsck work, a revision beyond the boundary is a clear
+/// error; a push from the shallow copy lands; `fetch --deepen 1` brings one more generation
+/// and `fetch --unshallow` the rest.
+async fn shallow_clone_through(url: String) {
+    let scratch = tempfile::tempdir().unwrap();
+    let a = copy_with_book(scratch.path(), "a").await;
+    let mut commits = vec![a.head()];
+    for i in 1..5 {
+        commits.push(a.change(&format!("id {i}"), |d| d["person"][1]["id"] = json!(100 + i)).await);
+    }
+    assert_eq!(commands::remote_add(a.dir(), "origin", &url, QUIET).unwrap(), exit::OK);
+    assert_eq!(commands::push(a.dir(), None, false, OPTS, QUIET).await.unwrap(), exit::OK);
+    let key = Workdir::open(a.dir()).unwrap().config.repository.clone();
+
+    let depth2 = SyncOptions { depth: Some(2), ..OPTS };
+    assert_eq!(commands::clone(scratch.path(), &url, &key, Some("b".into()), &[], depth2, QUIET).await.unwrap(), 0);
+    let b = Wc(scratch.path().join("b"));
+    assert_eq!(stored_commits(&b).await, BTreeSet::from([commits[4].clone(), commits[3].clone()]));
+    assert_eq!(boundary(&b), vec![commits[3].clone()]);
+    assert_eq!(b.doc(), a.doc());
+    assert_eq!(commands::log(b.dir(), None, true, None, false, QUIET).await.unwrap(), exit::OK);
+    assert_eq!(commands::fsck(b.dir(), QUIET).await.unwrap(), exit::OK);
+    let beyond = CheckoutArgs { target: Some("master~3".into()), ..CheckoutArgs::default() };
+    let error = commands::checkout(b.dir(), beyond, QUIET).await.unwrap_err();
+    assert!(error.to_string().contains("shallow"), "{error}");
+
+    // A push from the shallow copy; the full copy pulls it.
+    let pushed = b.change("from the shallow copy", |d| d["title"] = json!("Shallow")).await;
+    assert_eq!(commands::push(b.dir(), None, false, OPTS, QUIET).await.unwrap(), exit::OK);
+    assert_eq!(commands::pull(a.dir(), None, MergePolicy::Manual, OPTS, QUIET).await.unwrap(), exit::OK);
+    assert_eq!(a.head(), pushed);
+
+    let deepen = SyncOptions { deepen: Some(1), ..OPTS };
+    assert_eq!(commands::fetch(b.dir(), None, deepen, QUIET).await.unwrap(), exit::OK);
+    let expected: BTreeSet<String> = [&pushed, &commits[4], &commits[3], &commits[2]].into_iter().cloned().collect();
+    assert_eq!(stored_commits(&b).await, expected);
+    assert_eq!(boundary(&b), vec![commits[2].clone()]);
+    let back = CheckoutArgs { target: Some(commits[2].clone()), ..CheckoutArgs::default() };
+    assert_eq!(commands::checkout(b.dir(), back, QUIET).await.unwrap(), exit::OK);
+    assert_eq!(b.doc()["person"][1]["id"], 102);
+
+    let unshallow = SyncOptions { unshallow: true, ..OPTS };
+    assert_eq!(commands::fetch(b.dir(), None, unshallow, QUIET).await.unwrap(), exit::OK);
+    assert_eq!(stored_commits(&b).await, stored_commits(&a).await);
+    assert_eq!(boundary(&b), Vec::<String>::new());
+    assert_eq!(commands::fsck(b.dir(), QUIET).await.unwrap(), exit::OK);
+}
+
+/// A shallow clone from a store folder.
+#[test]
+fn shallow_clone_deepen_and_unshallow_with_a_store_folder() {
+    run(|| async {
+        let folder = tempfile::tempdir().unwrap();
+        shallow_clone_through(folder.path().join("store").to_string_lossy().into_owned()).await;
+    });
+}
+
+/// A shallow clone over gRPC.
+#[test]
+fn shallow_clone_deepen_and_unshallow_over_grpc() {
+    let served = Served::grpc();
+    let url = served.url.clone();
+    run(|| shallow_clone_through(url));
+}
+
+/// A shallow clone over AMQP.
+#[test]
+fn shallow_clone_deepen_and_unshallow_over_amqp() {
+    let served = Served::amqp();
+    let url = served.url.clone();
+    run(|| shallow_clone_through(url));
 }
