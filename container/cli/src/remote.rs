@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use dsf::proto::net::ooici::core::message::ion_msg::ResponseCodes;
-use dsf::{Branch, Key, Registry, Repository};
+use dsf::{Branch, Key, Registry, Repository, TypeId};
 use dsf_container::amqp::{Container, ContainerConfig};
 use dsf_container::client::{AmqpClient, Fetched};
 use dsf_container::datastore::{Datastore, Received};
@@ -228,20 +228,24 @@ impl Remote {
         })
     }
 
-    /// Copies a whole repository (every commit, the heads' content). With `all_types`, objects
-    /// of every type come; otherwise the client leaves out the types it leaves out by default.
-    pub async fn clone_repository(&self, key: &str, registry: &Registry, all_types: bool) -> Result<Repository> {
-        let excluded = all_types.then(Vec::new);
+    /// Copies a whole repository: every commit, the heads' content but below `excluded` types
+    /// (`None`: the types the client leaves out by default).
+    pub async fn clone_repository(
+        &self,
+        key: &str,
+        registry: &Registry,
+        excluded: Option<&[TypeId]>,
+    ) -> Result<Repository> {
         let cloned = match self {
-            Remote::Amqp { client, .. } => client.clone_repository(key, true, excluded).await,
-            Remote::Grpc(client) => client.clone_repository(key, true, excluded).await,
+            Remote::Amqp { client, .. } => client.clone_repository(key, true, excluded.map(<[TypeId]>::to_vec)).await,
+            Remote::Grpc(client) => client.clone_repository(key, true, excluded.map(<[TypeId]>::to_vec)).await,
             Remote::Local(ds) => {
                 let not_found = || {
                     fail(format!("the store has no repository {key}"))
                         .code(exit::REMOTE)
                         .hint("check the repository key (it is in .dsf/config.toml of any copy)")
                 };
-                let pulled = ds.pull(key, &HashSet::new(), true, &[]).await.map_err(|e| {
+                let pulled = ds.pull(key, &HashSet::new(), true, excluded.unwrap_or_default()).await.map_err(|e| {
                     if e.code == ResponseCodes::NotFound {
                         not_found()
                     } else {

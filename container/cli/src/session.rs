@@ -75,8 +75,7 @@ impl Session {
 
     /// The types the checkout leaves out.
     pub fn excluded(&self) -> Result<Vec<TypeId>> {
-        self.wd
-            .state
+        self.state()
             .excluded
             .iter()
             .map(|n| {

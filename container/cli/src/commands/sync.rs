@@ -181,31 +181,64 @@ async fn connect(ui: &Ui, name: &str, target: &Target, registry: &Registry, opts
 /// Keys per fetch_blobs request while completing history.
 const FETCH_BATCH: usize = 8192;
 
+/// The keys below an element, not following links to `excluded` types.
+fn children_of(e: &Element, registry: &Registry, excluded: &[TypeId]) -> Result<Vec<Key>> {
+    if excluded.is_empty() {
+        return Ok(e.children().to_vec());
+    }
+    Ok(e.links(registry)?.into_iter().filter(|(_, ty)| !excluded.contains(ty)).map(|(k, _)| k).collect())
+}
+
 /// Fetches the graphs below `roots` that are neither in `repo` nor in the local `store`, level
-/// by level: one request per level and batch, and only what is missing (a subgraph held here is
-/// not descended: graphs are stored complete). Returns how many elements came.
+/// by level, not following links to `excluded` types: one request per level and batch, and only
+/// what is missing. A subgraph held here is not descended (graphs are stored complete, but for
+/// excluded types), unless `descend_held`, which reads what is held to find what is not (after
+/// a copy made without some types asks for all of them). Returns how many elements came.
 async fn complete_from(
     store: Option<&RocksStore>,
     repo: &mut Repository,
     remote: &Remote,
     roots: Vec<Key>,
+    excluded: &[TypeId],
+    descend_held: bool,
     ui: &Ui,
 ) -> Result<usize> {
+    let registry = repo.registry().clone();
     let mut seen: HashSet<Key> = HashSet::new();
-    let mut frontier: Vec<Key> =
-        roots.into_iter().filter(|k| !repo.elements().contains(k) && seen.insert(*k)).collect();
+    let mut frontier: Vec<Key> = roots.into_iter().filter(|k| seen.insert(*k)).collect();
     let mut progress = ui.progress("fetching history", None);
     let mut fetched = 0;
     while !frontier.is_empty() {
-        if let Some(store) = store {
-            let present = store.has_blobs(frontier.clone()).await?;
-            frontier = frontier.into_iter().zip(present).filter(|(_, p)| !p).map(|(k, _)| k).collect();
-        }
         let mut next = Vec::new();
-        for batch in frontier.chunks(FETCH_BATCH) {
+        let mut held: Vec<Element> = Vec::new();
+        let mut absent: Vec<Key> = Vec::new();
+        for k in frontier {
+            match repo.elements().get(&k) {
+                Some(e) => held.push(e.clone()),
+                None => absent.push(k),
+            }
+        }
+        if let Some(store) = store {
+            let rows = store.get_blobs(absent.clone()).await?;
+            let mut missing = Vec::new();
+            for (k, row) in absent.into_iter().zip(rows) {
+                match row {
+                    Some(row) if descend_held => held.push(Element::from_stored(&row.element, &row.children)?),
+                    Some(_) => {}
+                    None => missing.push(k),
+                }
+            }
+            absent = missing;
+        }
+        if descend_held {
+            for e in &held {
+                next.extend(children_of(e, &registry, excluded)?.into_iter().filter(|c| seen.insert(*c)));
+            }
+        }
+        for batch in absent.chunks(FETCH_BATCH) {
             let elements = remote.fetch_blobs(batch).await?;
             for e in &elements {
-                next.extend(e.children().iter().copied().filter(|c| !repo.elements().contains(c) && seen.insert(*c)));
+                next.extend(children_of(e, &registry, excluded)?.into_iter().filter(|c| seen.insert(*c)));
             }
             fetched += elements.len();
             progress.add_sized(elements.len() as u64, elements.iter().map(|e| e.encoded_len() as u64).sum());
@@ -283,17 +316,24 @@ pub async fn clone(
         fail(format!("the --types files cannot be registered: {e}"))
             .hint("give FileDescriptorSets made with protoc --include_imports --descriptor_set_out=FILE")
     })?;
+    // With --all-types nothing is left out; otherwise the client leaves out what it leaves out
+    // by default.
+    let excluded: Option<Vec<TypeId>> = opts.all_types.then(Vec::new);
     let remote = connect(&ui, "the remote", &target, &registry, opts).await?;
     let mut progress = ui.progress("receiving", None);
     let cloned = async {
-        let mut repo = remote.clone_repository(key, &registry, opts.all_types).await?;
+        let mut repo = remote.clone_repository(key, &registry, excluded.as_deref()).await?;
         if let Some(depth) = opts.depth {
             let heads: Vec<Key> = repo.branches().iter().flat_map(|b| b.heads.iter().copied()).collect();
             let keep: HashSet<Key> = within_depth(&heads, depth, parents_in(&repo)).into_iter().collect();
             repo = keep_commits(&repo, &keep)?;
         }
-        let roots = repo.commits().filter_map(|c| c.root.as_ref().map(|r| r.key)).collect();
-        complete_from(None, &mut repo, &remote, roots, &ui).await?;
+        let roots = repo
+            .commits()
+            .filter_map(|c| c.root.as_ref().map(|r| r.key))
+            .filter(|k| !repo.elements().contains(k))
+            .collect();
+        complete_from(None, &mut repo, &remote, roots, &[], false, &ui).await?;
         let remote_heads = RemoteHeads::from_branches(repo.branches(), repo.nicknames());
         anyhow::Ok((one_head_per_branch(repo)?, remote_heads))
     }
@@ -426,9 +466,16 @@ async fn fetch_into(
         let new: Vec<Key> = elements.iter().filter(|e| e.ty() == TypeId::COMMIT).map(|e| e.key()).collect();
         sr.repository_mut().add_elements(elements)?;
         let repo = sr.repository();
-        let roots: Vec<Key> =
-            new.iter().filter_map(|k| repo.commit_info(*k).ok().and_then(|c| c.root.as_ref().map(|r| r.key))).collect();
-        count += complete_from(Some(&s.store), sr.repository_mut(), &remote, roots, ui).await?;
+        let root_of = |k: &Key| repo.commit_info(*k).ok().and_then(|c| c.root.as_ref().map(|r| r.key));
+        let mut roots: Vec<Key> = new.iter().filter_map(root_of).collect();
+        // --all-types: whatever the branches reach and is not here comes too (a copy made
+        // without some types becomes complete); this reads the heads' graphs here.
+        let widen = opts.all_types;
+        if widen {
+            roots.extend(repo.branches().iter().flat_map(|b| b.heads.iter()).filter_map(root_of));
+        }
+        let excluded = if opts.all_types { Vec::new() } else { s.excluded()? };
+        count += complete_from(Some(&s.store), sr.repository_mut(), &remote, roots, &excluded, widen, ui).await?;
         anyhow::Ok(Some((state, count)))
     }
     .await;

@@ -397,3 +397,76 @@ fn shallow_clone_deepen_and_unshallow_over_amqp() {
     let url = served.url.clone();
     run(|| shallow_clone_through(url));
 }
+
+/// `clone --all-types` and `pull --all-types` bring ArrayStructure payloads (which the clients
+/// may leave out by default, as ION did): the clone's document is the original's, arrays
+/// included, and a pull with every type leaves it complete.
+async fn arrays_through(url: String) {
+    let scratch = tempfile::tempdir().unwrap();
+    let doc = json!({
+        "@type": "net.ooici.cdm.syntactic.Variable",
+        "name": "temperature",
+        "content": {
+            "@type": "net.ooici.cdm.syntactic.ArrayStructure",
+            "bounded_arrays": [{
+                "@type": "net.ooici.cdm.syntactic.BoundedArray",
+                "ndarray": {"@type": "net.ooici.cdm.syntactic.int32Array", "value": [1, 2, 3]},
+            }],
+        },
+    });
+    let file = scratch.path().join("variable.json");
+    std::fs::write(&file, serde_json::to_vec(&doc).unwrap()).unwrap();
+    assert_eq!(commands::init(scratch.path(), Some("a".into()), "sha1", None, QUIET).unwrap(), exit::OK);
+    let a = Wc(scratch.path().join("a"));
+    assert_eq!(commands::import(a.dir(), &file, "json", None, false, QUIET).await.unwrap(), exit::OK);
+    a.commit("a variable").await;
+    assert_eq!(commands::remote_add(a.dir(), "origin", &url, QUIET).unwrap(), exit::OK);
+    assert_eq!(commands::push(a.dir(), None, false, OPTS, QUIET).await.unwrap(), exit::OK);
+    let key = Workdir::open(a.dir()).unwrap().config.repository.clone();
+
+    assert_eq!(commands::clone(scratch.path(), &url, &key, Some("b".into()), &[], OPTS, QUIET).await.unwrap(), 0);
+    let b = Wc(scratch.path().join("b"));
+    assert_eq!(b.doc(), a.doc(), "--all-types clones every type");
+    assert_eq!(b.doc()["content"]["bounded_arrays"][0]["ndarray"]["value"], json!([1, 2, 3]));
+
+    let changed = a.change("renamed", |d| d["name"] = json!("sea temperature")).await;
+    assert_eq!(commands::push(a.dir(), None, false, OPTS, QUIET).await.unwrap(), exit::OK);
+    assert_eq!(commands::pull(b.dir(), None, MergePolicy::Manual, OPTS, QUIET).await.unwrap(), exit::OK);
+    assert_eq!(b.head(), changed);
+    assert_eq!(b.doc(), a.doc());
+    assert_eq!(commands::fsck(b.dir(), QUIET).await.unwrap(), exit::OK);
+}
+
+/// Every type, with a store folder.
+#[test]
+fn all_types_brings_arrays_with_a_store_folder() {
+    run(|| async {
+        let folder = tempfile::tempdir().unwrap();
+        arrays_through(folder.path().join("store").to_string_lossy().into_owned()).await;
+    });
+}
+
+/// Every type, over gRPC.
+#[test]
+fn all_types_brings_arrays_over_grpc() {
+    let served = Served::grpc();
+    let url = served.url.clone();
+    run(|| arrays_through(url));
+}
+
+/// `--timeout` reaches the client: a push to a broker where no datastore serves the system
+/// name fails after the given time, with an error that says so and the remote exit code.
+#[test]
+fn a_silent_remote_fails_after_the_timeout() {
+    run(|| async {
+        let scratch = tempfile::tempdir().unwrap();
+        let a = copy_with_book(scratch.path(), "a").await;
+        let silent = amqp_remote(&broker_url(), &sysname());
+        assert_eq!(commands::remote_add(a.dir(), "origin", &silent, QUIET).unwrap(), exit::OK);
+        let opts = SyncOptions { timeout: Some(std::time::Duration::from_secs(1)), ..OPTS };
+        let error = commands::push(a.dir(), None, false, opts, QUIET).await.unwrap_err();
+        assert_eq!(dsf_cli::remote::exit_code(&error), exit::REMOTE, "{error}");
+        assert!(error.to_string().contains("no reply within 1s"), "{error}");
+        assert!(Workdir::open(a.dir()).unwrap().remote_heads("origin").unwrap().all().is_empty());
+    });
+}
