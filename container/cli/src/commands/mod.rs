@@ -2,25 +2,33 @@
 //! that takes the folder it runs in and its options and returns its exit code.
 
 pub mod branch;
+pub mod clone;
 pub mod commit;
+pub mod fetch;
 pub mod init;
 pub mod io;
 pub mod log;
 pub mod maint;
 pub mod merge;
 pub mod plumbing;
+pub mod push;
+pub mod remotes;
 pub mod status;
 pub mod sync;
 pub mod types;
 
 pub use self::branch::*;
+pub use self::clone::*;
 pub use self::commit::*;
+pub use self::fetch::*;
 pub use self::init::*;
 pub use self::io::*;
 pub use self::log::*;
 pub use self::maint::*;
 pub use self::merge::*;
 pub use self::plumbing::*;
+pub use self::push::*;
+pub use self::remotes::*;
 pub use self::status::*;
 pub use self::sync::*;
 pub use self::types::*;
@@ -46,7 +54,7 @@ pub async fn run(dir: Option<PathBuf>, command: Command, ui: Ui) -> Result<i32> 
             let types = types.into_iter().map(|t| within(&base, t)).collect::<Vec<_>>();
             let depth = depth.map(|d| d as usize);
             let opts = SyncOptions { timeout: seconds(timeout)?, all_types, depth, ..SyncOptions::default() };
-            sync::clone(&base, &url, &key, dir, &types, opts, ui).await
+            clone::clone(&base, &url, &key, dir, &types, opts, ui).await
         }
         Command::Checkout { target, new_branch, before, exclude_type, all_types, force } => {
             let how = CheckoutArgs { target, new_branch, before, exclude_type, all_types, force };
@@ -70,22 +78,22 @@ pub async fn run(dir: Option<PathBuf>, command: Command, ui: Ui) -> Result<i32> 
         Command::Log { rev, all, max, oneline } => log(&base, rev, all, max, oneline, ui).await,
         Command::Show { rev } => show(&base, rev, ui).await,
         Command::Remote(c) => match c {
-            RemoteCommand::Add { name, url } => sync::remote_add(&base, &name, &url, ui),
-            RemoteCommand::List => sync::remote_list(&base, ui),
-            RemoteCommand::Remove { name } => sync::remote_remove(&base, &name, ui),
+            RemoteCommand::Add { name, url } => remotes::remote_add(&base, &name, &url, ui),
+            RemoteCommand::List => remotes::remote_list(&base, ui),
+            RemoteCommand::Remove { name } => remotes::remote_remove(&base, &name, ui),
         },
         Command::Push { remote, diverge, timeout } => {
             let opts = SyncOptions { timeout: seconds(timeout)?, ..SyncOptions::default() };
-            sync::push(&base, remote, diverge, opts, ui).await
+            push::push(&base, remote, diverge, opts, ui).await
         }
         Command::Pull { remote, policy, all_types, timeout } => {
             let opts = SyncOptions { timeout: seconds(timeout)?, all_types, ..SyncOptions::default() };
-            sync::pull(&base, remote, parse_policy(&policy)?, opts, ui).await
+            fetch::pull(&base, remote, parse_policy(&policy)?, opts, ui).await
         }
         Command::Fetch { remote, timeout, deepen, unshallow } => {
             let deepen = deepen.map(|d| d as usize);
             let opts = SyncOptions { timeout: seconds(timeout)?, deepen, unshallow, ..SyncOptions::default() };
-            sync::fetch(&base, remote, opts, ui).await
+            fetch::fetch(&base, remote, opts, ui).await
         }
         Command::Fsck => maint::fsck(&base, ui).await,
         Command::Gc { dry_run } => maint::gc(&base, dry_run, ui).await,
