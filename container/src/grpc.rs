@@ -43,6 +43,7 @@ use dsf::proto::dsf::store::{BranchHeads, HeadsRecord, Nickname};
 use dsf::proto::net::ooici::cdm::syntactic::Bounds;
 use dsf::proto::net::ooici::core::link::IdRef;
 use dsf::store::Store;
+use dsf::store::persist::StoredRepository;
 use dsf::{Branch, Checkout, Commit, Element, HashAlgorithm, Key, Registry, Repository, TypeId};
 use dsf_proto::grpc::datastore_client::DatastoreClient;
 use dsf_proto::grpc::datastore_server::{self, DatastoreServer};
@@ -57,6 +58,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
 pub use crate::client::RemoteObject;
+use crate::client::{ElementSink as _, HAVE_LIMIT, StoreSink, Transferred, exclusions, recent_commits};
 use crate::datastore::service::{key_of, keys_of};
 use crate::datastore::{Datastore, Received};
 use crate::error::{Error, Result, ServiceError};
@@ -226,13 +228,20 @@ impl<S: Store + 'static> datastore_server::Datastore for GrpcDatastore<S> {
             let roots = self.roots_of(&have_commits).await?;
             have.extend(self.known_graph(&roots, &excluded).await?);
         }
-        let pulled = self.ds.pull(&req.repository_key, &have, req.head_content, &excluded).await?;
+        // The commits first (small); the content is read from the store as the stream is
+        // sent, one batch at a time.
+        let pulled = self.ds.pull(&req.repository_key, &have, false, &excluded).await?;
         let h = &pulled.heads;
         let heads =
             PullPart { part: Some(pull_part::Part::Heads(heads_record(h.algorithm, &h.branches, &h.nicknames))) };
-        let elements = batches(pulled.commits.into_iter().chain(pulled.blobs).collect())
-            .map(|b| PullPart { part: Some(pull_part::Part::Elements(b)) });
-        Ok(Response::new(Box::pin(futures::stream::iter(std::iter::once(heads).chain(elements).map(Ok)))))
+        let head_commits: Vec<Key> = h.branches.iter().flat_map(|b| b.heads.iter().copied()).collect();
+        let roots = if req.head_content { self.roots_of(&head_commits).await? } else { Vec::new() };
+        let commits = futures::stream::iter(
+            batches(pulled.commits).map(|b| Ok(PullPart { part: Some(pull_part::Part::Elements(b)) })),
+        );
+        let content = element_stream(self.ds.graph_stream(roots, excluded, have, BATCH_BYTES))
+            .map(|b| b.map(|b| PullPart { part: Some(pull_part::Part::Elements(b)) }));
+        Ok(Response::new(Box::pin(futures::stream::once(async { Ok(heads) }).chain(commits).chain(content))))
     }
 
     async fn push(&self, request: Request<Streaming<PushPart>>) -> std::result::Result<Response<PushReply>, Status> {
@@ -291,8 +300,8 @@ impl<S: Store + 'static> datastore_server::Datastore for GrpcDatastore<S> {
     ) -> std::result::Result<Response<Self::CheckoutStream>, Status> {
         let req = request.into_inner();
         let root = key_of(&req.root)?;
-        let elements = self.ds.graph(root, &types_of(&req.excluded_types)).await?;
-        Ok(Response::new(Box::pin(futures::stream::iter(batches(elements).map(Ok)))))
+        let stream = self.ds.graph_stream(vec![root], types_of(&req.excluded_types), HashSet::new(), BATCH_BYTES);
+        Ok(Response::new(Box::pin(element_stream(stream))))
     }
 
     type FetchBlobsStream = Parts<ElementBatch>;
@@ -573,12 +582,10 @@ impl GrpcClient {
         head_content: bool,
         excluded: Option<Vec<TypeId>>,
     ) -> Result<PullOutcome> {
-        let excluded = excluded.unwrap_or_default();
+        let excluded = exclusions(excluded);
         let have = have_commits(repo, head_content, &excluded)?;
         let pulled = self.request_pull(repo.key(), &have, head_content, &excluded).await?;
-        if !excluded.is_empty() {
-            repo.set_excluded_types(excluded);
-        }
+        repo.set_excluded_types(excluded);
         let outcome = PullOutcome { elements: pulled.elements.len(), bytes: pulled.bytes, heads: pulled.heads.clone() };
         apply_pull(repo, pulled)?;
         Ok(outcome)
@@ -603,14 +610,119 @@ impl GrpcClient {
         head_content: bool,
         excluded: Option<Vec<TypeId>>,
     ) -> Result<Repository> {
-        let excluded = excluded.unwrap_or_default();
+        let excluded = exclusions(excluded);
         let pulled = self.request_pull(key, &[], head_content, &excluded).await?;
         let mut repo = Repository::with_key(self.registry.clone(), key, pulled.heads.algorithm);
-        if !excluded.is_empty() {
-            repo.set_excluded_types(excluded);
-        }
+        repo.set_excluded_types(excluded);
         apply_pull(&mut repo, pulled)?;
         Ok(repo)
+    }
+
+    /// Clones a repository into `store` as the stream arrives: commits, then (with
+    /// `head_content`) the heads' content not below `excluded` types (`None`:
+    /// [`DEFAULT_EXCLUDED`](crate::client::DEFAULT_EXCLUDED)), written to the store batch by batch, then the heads. At most
+    /// about one batch of content is held in memory (and gRPC's flow-control window). The
+    /// store must not hold the repository yet.
+    pub async fn clone_into<S: Store>(
+        &self,
+        store: &S,
+        key: &str,
+        head_content: bool,
+        excluded: Option<Vec<TypeId>>,
+    ) -> Result<Transferred> {
+        if StoredRepository::open(store, self.registry.clone(), key).await?.is_some() {
+            return Err(Error::Dsf(dsf::Error::State(format!("the store already holds repository {key}"))));
+        }
+        let (heads, stream, bytes) = self.open_pull(key, &[], head_content, &exclusions(excluded)).await?;
+        let mut stored =
+            StoredRepository::create(store, Repository::with_key(self.registry.clone(), key, heads.algorithm));
+        self.drain_into(store, &mut stored, heads, stream, bytes).await
+    }
+
+    /// Pulls into a repository kept in `store`, writing what arrives batch by batch: the
+    /// commits it lacks, then (with `head_content`) the heads' content not below `excluded`
+    /// types (`None`: [`DEFAULT_EXCLUDED`](crate::client::DEFAULT_EXCLUDED)), then the heads, saved by compare-and-set. The
+    /// datastore leaves out what the store's recent commits reach; with `complete` it sends
+    /// the heads' whole content, so elements left out before (a partial clone) come too
+    /// (those already stored are written again, unchanged).
+    pub async fn pull_into<S: Store>(
+        &self,
+        store: &S,
+        key: &str,
+        head_content: bool,
+        excluded: Option<Vec<TypeId>>,
+        complete: bool,
+    ) -> Result<Transferred> {
+        let mut stored = StoredRepository::open(store, self.registry.clone(), key)
+            .await?
+            .ok_or_else(|| Error::Dsf(dsf::Error::State(format!("the store holds no repository {key}"))))?;
+        let have = if complete { Vec::new() } else { recent_commits(stored.repository(), HAVE_LIMIT) };
+        let (heads, stream, bytes) = self.open_pull(key, &have, head_content, &exclusions(excluded)).await?;
+        self.drain_into(store, &mut stored, heads, stream, bytes).await
+    }
+
+    /// Starts a pull: the heads, the rest of the stream, and the bytes of the first part.
+    async fn open_pull(
+        &self,
+        key: &str,
+        have: &[Key],
+        head_content: bool,
+        excluded: &[TypeId],
+    ) -> Result<(RemoteHeads, Streaming<PullPart>, u64)> {
+        let req = PullRequest {
+            repository_key: key.to_owned(),
+            have_commits: have.iter().map(|k| k.as_bytes().to_vec()).collect(),
+            head_content,
+            excluded_types: type_refs(excluded),
+        };
+        let mut stream = self.rpc.clone().pull(req).await.map_err(self.failed("pull"))?.into_inner();
+        let first = stream
+            .message()
+            .await
+            .map_err(self.failed("pull"))?
+            .ok_or_else(|| protocol_error("the pull sent nothing"))?;
+        let bytes = first.encoded_len() as u64;
+        match first.part {
+            Some(pull_part::Part::Heads(h)) => Ok((remote_heads(&h).map_err(protocol)?, stream, bytes)),
+            _ => Err(protocol_error("a pull must begin with the heads")),
+        }
+    }
+
+    /// Reads a pull's stream into a stored repository: commits into the repository, objects
+    /// into the store batch by batch; then the heads, saved.
+    async fn drain_into<S: Store>(
+        &self,
+        store: &S,
+        stored: &mut StoredRepository<'_, S>,
+        heads: RemoteHeads,
+        mut stream: Streaming<PullPart>,
+        mut bytes: u64,
+    ) -> Result<Transferred> {
+        let mut sink = StoreSink::new(store, self.registry.clone());
+        let mut parts = 1u64;
+        let mut count = 0u64;
+        while let Some(part) = stream.message().await.map_err(self.failed("pull"))? {
+            bytes += part.encoded_len() as u64;
+            parts += 1;
+            let Some(pull_part::Part::Elements(batch)) = part.part else {
+                return Err(protocol_error("a pull sends its heads once, first"));
+            };
+            let mut elements = Vec::with_capacity(batch.elements.len());
+            self.decode_batch(&batch, &mut elements)?;
+            count += elements.len() as u64;
+            let (commits, objects): (Vec<Element>, Vec<Element>) =
+                elements.into_iter().partition(|e| e.ty() == TypeId::COMMIT);
+            let repo = stored.repository_mut();
+            let fresh: Vec<Element> = commits.into_iter().filter(|c| repo.commit_info(c.key()).is_err()).collect();
+            repo.add_elements(fresh)?;
+            sink.accept(objects).await?;
+        }
+        let kept = std::mem::take(&mut sink.kept);
+        let repo = stored.repository_mut();
+        repo.add_elements(kept)?;
+        repo.receive_branches(heads.branches, heads.nicknames)?;
+        stored.save().await?;
+        Ok(Transferred { parts, elements: count, bytes })
     }
 
     async fn request_pull(&self, key: &str, have: &[Key], head_content: bool, excluded: &[TypeId]) -> Result<Pulled> {
@@ -857,6 +969,17 @@ fn apply_pull(repo: &mut Repository, pulled: Pulled) -> Result<()> {
 }
 
 // ----- messages ------------------------------------------------------------------------------
+
+/// A lazily read graph as a stream of element batches: each part of the walk becomes its
+/// batches, encoded as they are sent; an error ends the stream.
+fn element_stream(
+    parts: impl Stream<Item = std::result::Result<Vec<Element>, ServiceError>> + Send + 'static,
+) -> impl Stream<Item = std::result::Result<ElementBatch, Status>> + Send + 'static {
+    parts.flat_map(|part| match part {
+        Ok(elements) => futures::stream::iter(batches(elements).map(Ok).collect::<Vec<_>>()),
+        Err(e) => futures::stream::iter(vec![Err(Status::from(e))]),
+    })
+}
 
 /// Groups elements into batches of at most [`BATCH_ELEMENTS`] elements and about
 /// [`BATCH_BYTES`] bytes, in order, encoding each as the batch is made.
