@@ -267,8 +267,7 @@ impl AmqpClient {
             let full = rest.peek().is_none_or(|n| bytes + n.encoded_len() > self.part_bytes);
             if full {
                 self.put_blobs(&part).await.map_err(|e| tally.stalled(e))?;
-                tally.parts += 1;
-                tally.bytes += bytes as u64;
+                tally.part(0, bytes as u64);
                 part.clear();
                 bytes = 0;
             }
@@ -554,9 +553,7 @@ impl AmqpClient {
             if !resp.blob_elements.is_empty() {
                 return Err(Error::Protocol("a negotiated pull reply carries content".into()));
             }
-            tally.parts += 1;
-            tally.elements += page.len() as u64;
-            tally.bytes += page.iter().map(|e| e.encoded_len() as u64).sum::<u64>();
+            tally.part(page.len(), page.iter().map(|e| e.encoded_len() as u64).sum());
             commits.extend(page);
             if first.is_none() {
                 let nicknames = resp.nicknames.iter().map(|n| (n.name.clone(), n.branch.clone())).collect();
@@ -643,9 +640,7 @@ impl AmqpClient {
             .blobs_call("fetch_blobs", ContentBuilder::new().finish(&msg, vec![]))
             .await
             .map_err(|e| tally.stalled(e))?;
-        tally.parts += 1;
-        tally.elements += got.len() as u64;
-        tally.bytes += got.iter().map(|e| e.encoded_len() as u64).sum::<u64>();
+        tally.part(got.len(), got.iter().map(|e| e.encoded_len() as u64).sum());
         Ok(got)
     }
 
@@ -990,6 +985,8 @@ pub struct Transferred {
     pub elements: u64,
     /// Bytes of the elements received.
     pub bytes: u64,
+    /// Bytes of elements in the largest part.
+    pub largest_part: u64,
 }
 
 /// The running count of a transfer, which turns a timeout after its first part into
@@ -999,6 +996,7 @@ struct Tally {
     parts: u64,
     elements: u64,
     bytes: u64,
+    largest_part: u64,
 }
 
 impl Tally {
@@ -1012,7 +1010,15 @@ impl Tally {
     }
 
     fn done(&self) -> Transferred {
-        Transferred { parts: self.parts, elements: self.elements, bytes: self.bytes }
+        Transferred { parts: self.parts, elements: self.elements, bytes: self.bytes, largest_part: self.largest_part }
+    }
+
+    /// Counts one part of `elements` elements and `bytes` bytes.
+    fn part(&mut self, elements: usize, bytes: u64) {
+        self.parts += 1;
+        self.elements += elements as u64;
+        self.bytes += bytes;
+        self.largest_part = self.largest_part.max(bytes);
     }
 }
 

@@ -38,6 +38,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use dsf::proto::dsf::store::{BranchHeads, HeadsRecord, Nickname};
 use dsf::proto::net::ooici::cdm::syntactic::Bounds;
@@ -65,6 +66,10 @@ use crate::error::{Error, Result, ServiceError};
 
 /// The largest gRPC message the server and the client accept or send (64 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// A push with more bytes of objects than this (8 MiB) has them stored as they arrive rather
+/// than held whole.
+pub const STAGE_BYTES: usize = 8 << 20;
 
 /// The most elements in one [`ElementBatch`].
 pub const BATCH_ELEMENTS: usize = 1000;
@@ -260,15 +265,41 @@ impl<S: Store + 'static> datastore_server::Datastore for GrpcDatastore<S> {
                 k.algorithm().name()
             )));
         }
-        let mut elements = Vec::new();
+        // A push up to STAGE_BYTES of objects is held whole and received as one (a refused
+        // push stores nothing). Past that, objects are stored as they arrive (as put_blobs
+        // would), so the datastore holds at most about STAGE_BYTES of them; the commits are
+        // kept for the receive, whose completeness check then finds the objects stored, and
+        // the objects' own links are checked here by key. A refused large push leaves the
+        // objects it stored unreferenced, for gc.
+        let mut commits: Vec<Element> = Vec::new();
+        let mut pending: Vec<Element> = Vec::new();
+        let mut pending_bytes = 0usize;
+        let mut staged = false;
+        let mut received = 0usize;
+        let mut stored = 0u64;
+        let mut object_keys: HashSet<Key> = HashSet::new();
+        let mut linked: HashSet<Key> = HashSet::new();
         while let Some(part) = parts.message().await? {
             match part.part {
                 Some(push_part::Part::Elements(batch)) => {
                     for bytes in &batch.elements {
                         let e = Element::decode(self.ds.registry(), bytes).map_err(|e| {
-                            bad_request(format!("element {} of the push of {key} is invalid: {e}", elements.len()))
+                            bad_request(format!("element {received} of the push of {key} is invalid: {e}"))
                         })?;
-                        elements.push(e);
+                        received += 1;
+                        if e.ty() == TypeId::COMMIT {
+                            commits.push(e);
+                        } else {
+                            object_keys.insert(e.key());
+                            linked.extend(e.children().iter().copied());
+                            pending_bytes += e.encoded_len();
+                            pending.push(e);
+                        }
+                    }
+                    if pending_bytes > STAGE_BYTES {
+                        staged = true;
+                        stored += self.ds.put_blobs(std::mem::take(&mut pending)).await? as u64;
+                        pending_bytes = 0;
                     }
                 }
                 Some(push_part::Part::Start(_)) => {
@@ -277,10 +308,29 @@ impl<S: Store + 'static> datastore_server::Datastore for GrpcDatastore<S> {
                 None => return Err(bad_request(format!("the push of {key} has an empty part"))),
             }
         }
-        let mut keys: Vec<Key> = elements.iter().map(Element::key).collect();
-        keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let elements = if staged {
+            if !pending.is_empty() {
+                stored += self.ds.put_blobs(std::mem::take(&mut pending)).await? as u64;
+            }
+            // What the objects link to and did not come along must be stored (and is
+            // freshened for a concurrent gc, as the receive does for what it relies on).
+            let relied: Vec<Key> = linked.into_iter().filter(|k| !object_keys.contains(k)).collect();
+            let lacking = self.ds.freshen(&relied).await?;
+            if let Some(first) = lacking.first() {
+                return Err(bad_request(format!(
+                    "push of {key} is incomplete: {} referenced elements are neither sent nor stored (e.g. {first})",
+                    lacking.len()
+                )));
+            }
+            commits
+        } else {
+            commits.into_iter().chain(pending).collect()
+        };
+        let mut keys: Vec<Key> =
+            elements.iter().map(Element::key).filter(|k| !staged || !object_keys.contains(k)).collect();
+        keys.sort_unstable();
         keys.dedup();
-        let stored = self.ds.missing(&keys).await?.len() as u64;
+        stored += self.ds.missing(&keys).await?.len() as u64;
         let heads = self
             .ds
             .receive(Received { repository_key: key, branches, nicknames, elements })
@@ -416,6 +466,7 @@ pub struct GrpcClient {
     rpc: DatastoreClient<Channel>,
     registry: Registry,
     url: String,
+    timeout: Option<Duration>,
 }
 
 /// A repository's heads as the datastore reports them.
@@ -487,7 +538,51 @@ impl GrpcClient {
         let rpc = DatastoreClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        Ok(GrpcClient { rpc, registry, url: url.to_owned() })
+        Ok(GrpcClient { rpc, registry, url: url.to_owned(), timeout: None })
+    }
+
+    /// Sets the idle timeout: a call waits at most this long for its reply, and a stream for
+    /// each next message, so a transfer that keeps moving never times out while one whose
+    /// peer stops answering fails ([`Error::Timeout`] before the first message,
+    /// [`Error::Stalled`] after). Without it (the default) the client waits as long as the
+    /// connection lives.
+    pub fn with_timeout(mut self, timeout: Duration) -> GrpcClient {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Awaits a call's response within the timeout.
+    async fn within<T>(
+        &self,
+        op: &'static str,
+        call: impl Future<Output = std::result::Result<Response<T>, Status>>,
+    ) -> Result<T> {
+        let response = match self.timeout {
+            None => call.await,
+            Some(after) => tokio::time::timeout(after, call).await.map_err(|_| Error::Timeout {
+                op: op.to_owned(),
+                target: self.url.clone(),
+                after,
+            })?,
+        };
+        Ok(response.map_err(self.failed(op))?.into_inner())
+    }
+
+    /// The next message of a stream, within the timeout; `seen` counts the messages and bytes
+    /// that came before.
+    async fn next<T>(&self, op: &'static str, stream: &mut Streaming<T>, seen: (u64, u64)) -> Result<Option<T>> {
+        let next = stream.message();
+        let message = match self.timeout {
+            None => next.await,
+            Some(after) => tokio::time::timeout(after, next).await.map_err(|_| Error::Stalled {
+                op: op.to_owned(),
+                target: self.url.clone(),
+                after,
+                parts: seen.0,
+                bytes: seen.1,
+            })?,
+        };
+        message.map_err(self.failed(op))
     }
 
     /// The datastore's url.
@@ -523,7 +618,7 @@ impl GrpcClient {
     async fn negotiate_request(&self, req: NegotiateRequest) -> Result<(Negotiation, u64)> {
         let bytes = req.encoded_len() as u64;
         let asked = req.commits.len();
-        let reply = self.rpc.clone().negotiate(req).await.map_err(self.failed("negotiate"))?.into_inner();
+        let reply = self.within("negotiate", self.rpc.clone().negotiate(req)).await?;
         if reply.have.len() != asked {
             return Err(Error::Protocol(format!(
                 "the negotiation asked about {asked} commits and was answered about {}",
@@ -556,12 +651,16 @@ impl GrpcClient {
             repository_key: repo.key().to_owned(),
             heads: Some(heads_record(repo.algorithm(), repo.branches(), repo.nicknames())),
         };
-        let parts: Vec<PushPart> = std::iter::once(PushPart { part: Some(push_part::Part::Start(start)) })
+        // Batches are encoded as the stream is sent.
+        let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let count = counted.clone();
+        let parts = std::iter::once(PushPart { part: Some(push_part::Part::Start(start)) })
             .chain(batches(offered).map(|b| PushPart { part: Some(push_part::Part::Elements(b)) }))
-            .collect();
-        let sent_bytes = parts.iter().map(|p| p.encoded_len() as u64).sum();
-        let reply =
-            self.rpc.clone().push(futures::stream::iter(parts)).await.map_err(self.failed("push"))?.into_inner();
+            .inspect(move |p| {
+                count.fetch_add(p.encoded_len() as u64, std::sync::atomic::Ordering::Relaxed);
+            });
+        let reply = self.within("push", self.rpc.clone().push(futures::stream::iter(parts))).await?;
+        let sent_bytes = counted.load(std::sync::atomic::Ordering::Relaxed);
         let heads = reply.heads.as_ref().ok_or_else(|| Error::Protocol("the push reply carries no heads".into()))?;
         Ok(PushOutcome {
             stored: reply.stored,
@@ -675,12 +774,9 @@ impl GrpcClient {
             head_content,
             excluded_types: type_refs(excluded),
         };
-        let mut stream = self.rpc.clone().pull(req).await.map_err(self.failed("pull"))?.into_inner();
-        let first = stream
-            .message()
-            .await
-            .map_err(self.failed("pull"))?
-            .ok_or_else(|| protocol_error("the pull sent nothing"))?;
+        let mut stream = self.within("pull", self.rpc.clone().pull(req)).await?;
+        let first =
+            self.next("pull", &mut stream, (0, 0)).await?.ok_or_else(|| protocol_error("the pull sent nothing"))?;
         let bytes = first.encoded_len() as u64;
         match first.part {
             Some(pull_part::Part::Heads(h)) => Ok((remote_heads(&h).map_err(protocol)?, stream, bytes)),
@@ -701,9 +797,12 @@ impl GrpcClient {
         let mut sink = StoreSink::new(store, self.registry.clone());
         let mut parts = 1u64;
         let mut count = 0u64;
-        while let Some(part) = stream.message().await.map_err(self.failed("pull"))? {
-            bytes += part.encoded_len() as u64;
+        let mut largest_part = 0u64;
+        while let Some(part) = self.next("pull", &mut stream, (parts, bytes)).await? {
+            let n = part.encoded_len() as u64;
+            bytes += n;
             parts += 1;
+            largest_part = largest_part.max(n);
             let Some(pull_part::Part::Elements(batch)) = part.part else {
                 return Err(protocol_error("a pull sends its heads once, first"));
             };
@@ -722,7 +821,7 @@ impl GrpcClient {
         repo.add_elements(kept)?;
         repo.receive_branches(heads.branches, heads.nicknames)?;
         stored.save().await?;
-        Ok(Transferred { parts, elements: count, bytes })
+        Ok(Transferred { parts, elements: count, bytes, largest_part })
     }
 
     async fn request_pull(&self, key: &str, have: &[Key], head_content: bool, excluded: &[TypeId]) -> Result<Pulled> {
@@ -732,19 +831,16 @@ impl GrpcClient {
             head_content,
             excluded_types: type_refs(excluded),
         };
-        let mut stream = self.rpc.clone().pull(req).await.map_err(self.failed("pull"))?.into_inner();
-        let first = stream
-            .message()
-            .await
-            .map_err(self.failed("pull"))?
-            .ok_or_else(|| protocol_error("the pull sent nothing"))?;
+        let mut stream = self.within("pull", self.rpc.clone().pull(req)).await?;
+        let first =
+            self.next("pull", &mut stream, (0, 0)).await?.ok_or_else(|| protocol_error("the pull sent nothing"))?;
         let mut bytes = first.encoded_len() as u64;
         let heads = match first.part {
             Some(pull_part::Part::Heads(h)) => remote_heads(&h).map_err(protocol)?,
             _ => return Err(protocol_error("a pull must begin with the heads")),
         };
         let mut elements = Vec::new();
-        while let Some(part) = stream.message().await.map_err(self.failed("pull"))? {
+        while let Some(part) = self.next("pull", &mut stream, (elements.len() as u64, bytes)).await? {
             bytes += part.encoded_len() as u64;
             match part.part {
                 Some(pull_part::Part::Elements(batch)) => self.decode_batch(&batch, &mut elements)?,
@@ -771,7 +867,7 @@ impl GrpcClient {
 
     async fn read_batches(&self, op: &'static str, mut stream: Streaming<ElementBatch>) -> Result<Vec<Element>> {
         let mut elements = Vec::new();
-        while let Some(batch) = stream.message().await.map_err(self.failed(op))? {
+        while let Some(batch) = self.next(op, &mut stream, (elements.len() as u64, 0)).await? {
             self.decode_batch(&batch, &mut elements)?;
         }
         Ok(elements)
@@ -796,14 +892,14 @@ impl GrpcClient {
     /// Every element reachable from `root`, not following links to `excluded` types.
     pub async fn remote_checkout(&self, root: Key, excluded: &[TypeId]) -> Result<Vec<Element>> {
         let req = CheckoutRequest { root: root.as_bytes().to_vec(), excluded_types: type_refs(excluded) };
-        let stream = self.rpc.clone().checkout(req).await.map_err(self.failed("checkout"))?.into_inner();
+        let stream = self.within("checkout", self.rpc.clone().checkout(req)).await?;
         self.read_batches("checkout", stream).await
     }
 
     /// Elements by key; any unknown key is a NOT_FOUND application error.
     pub async fn fetch_blobs(&self, keys: &[Key]) -> Result<Vec<Element>> {
         let req = FetchBlobsRequest { keys: keys.iter().map(|k| k.as_bytes().to_vec()).collect() };
-        let stream = self.rpc.clone().fetch_blobs(req).await.map_err(self.failed("fetch_blobs"))?.into_inner();
+        let stream = self.within("fetch_blobs", self.rpc.clone().fetch_blobs(req)).await?;
         self.read_batches("fetch_blobs", stream).await
     }
 
@@ -811,9 +907,8 @@ impl GrpcClient {
     /// did not have.
     pub async fn put_blobs(&self, elements: &[Element]) -> Result<u64> {
         let batches: Vec<ElementBatch> = batches(elements.to_vec()).collect();
-        let reply =
-            self.rpc.clone().put_blobs(futures::stream::iter(batches)).await.map_err(self.failed("put_blobs"))?;
-        Ok(reply.into_inner().stored)
+        let reply = self.within("put_blobs", self.rpc.clone().put_blobs(futures::stream::iter(batches))).await?;
+        Ok(reply.stored)
     }
 
     /// A repository's object at a commit, a treeish or the head of a branch (default master),
@@ -826,11 +921,10 @@ impl GrpcClient {
             treeish: id.treeish.unwrap_or_default(),
             excluded_types: type_refs(excluded),
         };
-        let mut stream = self.rpc.clone().get_object(req).await.map_err(self.failed("get_object"))?.into_inner();
-        let first = stream
-            .message()
-            .await
-            .map_err(self.failed("get_object"))?
+        let mut stream = self.within("get_object", self.rpc.clone().get_object(req)).await?;
+        let first = self
+            .next("get_object", &mut stream, (0, 0))
+            .await?
             .ok_or_else(|| protocol_error("get_object sent nothing"))?;
         let root = match first.part {
             Some(get_object_part::Part::Root(raw)) => {
@@ -839,7 +933,7 @@ impl GrpcClient {
             _ => return Err(protocol_error("get_object must begin with the root key")),
         };
         let mut elements = Vec::new();
-        while let Some(part) = stream.message().await.map_err(self.failed("get_object"))? {
+        while let Some(part) = self.next("get_object", &mut stream, (elements.len() as u64, 0)).await? {
             match part.part {
                 Some(get_object_part::Part::Elements(batch)) => self.decode_batch(&batch, &mut elements)?,
                 _ => return Err(protocol_error("get_object sends its root key once, first")),
@@ -854,7 +948,7 @@ impl GrpcClient {
     /// The life-cycle state of each resource (ION's enum number), in request order.
     pub async fn get_lcs(&self, keys: &[&str]) -> Result<Vec<(String, i32)>> {
         let req = GetLcsRequest { keys: keys.iter().map(|k| (*k).to_owned()).collect() };
-        let reply = self.rpc.clone().get_lcs(req).await.map_err(self.failed("get_lcs"))?.into_inner();
+        let reply = self.within("get_lcs", self.rpc.clone().get_lcs(req)).await?;
         Ok(reply.pairs.into_iter().map(|p| (p.key, p.lcs)).collect())
     }
 
@@ -872,10 +966,10 @@ impl GrpcClient {
                 })
                 .collect(),
         };
-        let mut stream = self.rpc.clone().extract_data(req).await.map_err(self.failed("extract_data"))?.into_inner();
+        let mut stream = self.within("extract_data", self.rpc.clone().extract_data(req)).await?;
         let mut chunks = Vec::new();
         let mut done = false;
-        while let Some(chunk) = stream.message().await.map_err(self.failed("extract_data"))? {
+        while let Some(chunk) = self.next("extract_data", &mut stream, (chunks.len() as u64, 0)).await? {
             if done || usize::try_from(chunk.seq_number).ok() != Some(chunks.len()) {
                 return Err(protocol_error("extract_data sent its chunks out of sequence"));
             }

@@ -16,4 +16,5 @@ mod multi;
 mod preload;
 mod process;
 mod reconnect;
+mod transfer;
 mod workbench;
