@@ -1,5 +1,11 @@
 //! The client side of the datastore over AMQP: push, pull, clone, remote checkout, fetch, and
-//! the other datastore operations, for repositories held in memory.
+//! the other datastore operations, for repositories held in memory, and clone and pull into a
+//! store as parts arrive.
+//!
+//! Between DSF peers a pull is negotiated on commit keys (DSF extension fields of ION's
+//! messages) and every transfer travels in parts of at most the part size, each asked for once
+//! the previous one arrived; each part waits at most the timeout. ION peers are spoken to in
+//! ION's protocol with [`AmqpClient::with_ion_protocol`].
 //!
 //! A client is a process of its own (it has a queue for replies). While it awaits its own push
 //! it serves `fetch_blobs` for the elements it offered, because ION's datastore pulls a push's

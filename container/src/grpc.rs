@@ -31,8 +31,10 @@
 //!
 //! # Limits
 //!
-//! A push or pull is held in memory on both sides (as with the AMQP front): the datastore stores
-//! a push only once it is complete. An element cannot exceed [`MAX_MESSAGE_BYTES`].
+//! The server reads a pull's and a checkout's content from the store as the stream is sent
+//! (one batch at a time); `clone_into` and `pull_into` write what arrives into a store batch by
+//! batch. A push of up to [`STAGE_BYTES`] of objects is held whole; a larger one has its
+//! objects stored as they arrive. An element cannot exceed [`MAX_MESSAGE_BYTES`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
