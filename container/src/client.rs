@@ -181,9 +181,10 @@ impl AmqpClient {
 
     /// Pushes repositories in one message. Each must have a commit.
     ///
-    /// Unless the client already knows what the datastore holds (from an earlier exchange), a
-    /// DSF client first negotiates: it asks which of its recent commits the datastore holds (a
-    /// negotiated pull with `ask_commits`). Elements up to the inline limit travel in the push;
+    /// When the offer exceeds the inline limit and the client does not know what the datastore
+    /// holds (from an earlier exchange), a DSF client first negotiates: it asks which of its
+    /// recent commits the datastore holds (a negotiated pull with `ask_commits`); a smaller
+    /// push goes whole in one round trip. Elements up to the inline limit travel in the push;
     /// a larger push first stores its objects with `put_blobs` in parts of at most the part
     /// size, each sent once the previous one is acknowledged, then pushes the commits and
     /// heads.
@@ -193,8 +194,15 @@ impl AmqpClient {
         let mut offered = Vec::new();
         let mut tally = Tally::default();
         for repo in repos {
-            let known = self.known_commits(repo, &mut tally).await?;
-            let (state, elements, staged) = self.push_state(repo, &mut b, &known)?;
+            let remembered = self.remembered_heads(repo);
+            let mut offer = offer_of(repo, remembered.as_deref().unwrap_or_default())?;
+            // A push beyond the inline limit from a client that does not know what the
+            // datastore holds negotiates first (small ones go whole, in one round trip).
+            if remembered.is_none() && !self.ion_protocol && offer.bytes > self.inline_limit {
+                let known = self.negotiate(repo, &mut tally).await?;
+                offer = offer_of(repo, &known)?;
+            }
+            let (state, elements, staged) = self.push_state(repo, &mut b, offer);
             self.put_parts(staged, &mut tally).await?;
             states.push(state);
             offered.extend(elements);
@@ -221,23 +229,19 @@ impl AmqpClient {
         Ok(())
     }
 
-    /// Commits of `repo` the datastore is known to hold: the heads it had at the last
-    /// exchange, or else (a DSF client) those of the repository's recent commits the
-    /// datastore says it holds. A repository the datastore lacks holds none.
-    async fn known_commits(&self, repo: &Repository, tally: &mut Tally) -> Result<Vec<Key>> {
-        let remembered: Option<Vec<Key>> = self
-            .state
+    /// The heads of `repo` the datastore had at the last exchange, among the commits here.
+    fn remembered_heads(&self, repo: &Repository) -> Option<Vec<Key>> {
+        self.state
             .remote_heads
             .lock()
             .expect("not poisoned")
             .get(repo.key())
-            .map(|h| h.iter().copied().filter(|k| repo.commit_info(*k).is_ok()).collect());
-        if let Some(known) = remembered {
-            return Ok(known);
-        }
-        if self.ion_protocol {
-            return Ok(Vec::new());
-        }
+            .map(|h| h.iter().copied().filter(|k| repo.commit_info(*k).is_ok()).collect())
+    }
+
+    /// Those of the repository's recent commits the datastore says it holds (a negotiated
+    /// pull with `ask_commits`); none if it lacks the repository.
+    async fn negotiate(&self, repo: &Repository, tally: &mut Tally) -> Result<Vec<Key>> {
         let asked = recent_commits(repo, HAVE_LIMIT);
         let msg = PullMessage {
             repository_key: Some(repo.key().to_owned()),
@@ -281,45 +285,18 @@ impl AmqpClient {
         Ok(())
     }
 
-    /// The repository state of a push, the elements it offers (commits the datastore is not
-    /// known to have, and elements reachable from them but not from the commits in `known`),
-    /// and the objects to store with `put_blobs` before the push (when the offer is larger
-    /// than the inline limit and the push is not ION-style).
+    /// The repository state of a push, the elements it offers (served to `fetch_blobs`), and
+    /// the objects to store with `put_blobs` before the push (when the offer is larger than the
+    /// inline limit and the push is not ION-style).
     fn push_state(
         &self,
         repo: &Repository,
         b: &mut ContentBuilder,
-        known: &[Key],
-    ) -> Result<(RepositoryState, Vec<Element>, Vec<Element>)> {
-        if repo.commits().next().is_none() {
-            return Err(Error::Dsf(dsf::Error::State(format!(
-                "cannot push repository {}: it has no commits",
-                repo.key()
-            ))));
-        }
-        let old: HashSet<Key> = repo.ancestry(known).into_iter().collect();
-        let new_commits: Vec<Key> = repo.commits().map(|c| c.key).filter(|k| !old.contains(k)).collect();
-        let root_of = |k: &Key| repo.commit_info(*k).ok().and_then(|c| c.root.as_ref().map(|r| r.key));
-        let old_roots: Vec<Key> = known.iter().filter_map(root_of).collect();
-        let old_elements: HashSet<Key> = repo.elements().reachable(&old_roots, &[]).into_iter().collect();
-        let new_roots: Vec<Key> = new_commits.iter().filter_map(root_of).collect();
-        let mut offered: Vec<Element> = Vec::new();
-        let mut seen: HashSet<Key> = HashSet::new();
-        let mut stack: Vec<Key> = new_roots;
-        while let Some(k) = stack.pop() {
-            if old_elements.contains(&k) || !seen.insert(k) {
-                continue;
-            }
-            let Some(e) = repo.elements().get(&k) else { continue };
-            stack.extend(e.children().iter().copied());
-            offered.push(e.clone());
-        }
-        let objects = offered.len();
-        offered.extend(new_commits.iter().filter_map(|k| repo.elements().get(k).cloned()));
-
+        offer: Offer,
+    ) -> (RepositoryState, Vec<Element>, Vec<Element>) {
+        let Offer { elements: mut offered, objects, bytes } = offer;
         let heads = heads_of(repo);
         let head = b.wrapped(&head_element(repo.key(), &heads));
-        let bytes: usize = offered.iter().map(|e| e.encoded_len()).sum();
         let inline = bytes <= self.inline_limit;
         let staged_first = !inline && !self.ion_protocol && self.inline_limit > 0;
         let (blob_elements, blob_keys, staged) = if inline {
@@ -339,7 +316,7 @@ impl AmqpClient {
             blob_elements,
             nicknames: nicknames_of(repo),
         };
-        Ok((state, offered, staged))
+        (state, offered, staged)
     }
 
     /// Pulls a repository the client has: commits it lacks and, with `head_content`, the
@@ -926,6 +903,41 @@ impl Handler for ClientHandler {
             }
         })
     }
+}
+
+/// What a push offers: commits the datastore is not known to have, then (before them in
+/// `elements`, `objects` of them) the elements reachable from their roots but not from the
+/// commits in `known`.
+struct Offer {
+    elements: Vec<Element>,
+    objects: usize,
+    bytes: usize,
+}
+
+fn offer_of(repo: &Repository, known: &[Key]) -> Result<Offer> {
+    if repo.commits().next().is_none() {
+        return Err(Error::Dsf(dsf::Error::State(format!("cannot push repository {}: it has no commits", repo.key()))));
+    }
+    let old: HashSet<Key> = repo.ancestry(known).into_iter().collect();
+    let new_commits: Vec<Key> = repo.commits().map(|c| c.key).filter(|k| !old.contains(k)).collect();
+    let root_of = |k: &Key| repo.commit_info(*k).ok().and_then(|c| c.root.as_ref().map(|r| r.key));
+    let old_roots: Vec<Key> = known.iter().filter_map(root_of).collect();
+    let old_elements: HashSet<Key> = repo.elements().reachable(&old_roots, &[]).into_iter().collect();
+    let mut elements: Vec<Element> = Vec::new();
+    let mut seen: HashSet<Key> = HashSet::new();
+    let mut stack: Vec<Key> = new_commits.iter().filter_map(root_of).collect();
+    while let Some(k) = stack.pop() {
+        if old_elements.contains(&k) || !seen.insert(k) {
+            continue;
+        }
+        let Some(e) = repo.elements().get(&k) else { continue };
+        stack.extend(e.children().iter().copied());
+        elements.push(e.clone());
+    }
+    let objects = elements.len();
+    elements.extend(new_commits.iter().filter_map(|k| repo.elements().get(k).cloned()));
+    let bytes = elements.iter().map(|e| e.encoded_len()).sum();
+    Ok(Offer { elements, objects, bytes })
 }
 
 /// The exclusions of a pull or clone: `None` means [`DEFAULT_EXCLUDED`], `Some(vec![])` every
