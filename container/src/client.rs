@@ -68,7 +68,18 @@ pub struct AmqpClient {
     inline_limit: usize,
     part_bytes: usize,
     ion_protocol: bool,
+    progress: Option<Progress>,
     state: Arc<ClientState>,
+}
+
+/// A callback told, after each part of a transfer, what the transfer moved so far.
+#[derive(Clone)]
+pub struct Progress(pub Arc<dyn Fn(Transferred) + Send + Sync>);
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
 }
 
 /// A received data chunk: sequence number, sequence length, start index, array object.
@@ -113,6 +124,7 @@ impl AmqpClient {
             inline_limit: INLINE_LIMIT,
             part_bytes: DEFAULT_PART_BYTES,
             ion_protocol: false,
+            progress: None,
             state,
         })
     }
@@ -132,6 +144,17 @@ impl AmqpClient {
     pub fn with_part_bytes(mut self, bytes: usize) -> AmqpClient {
         self.part_bytes = bytes.max(1);
         self
+    }
+
+    /// Calls `progress` after each part of a transfer (pages of commits, `fetch_blobs` and
+    /// `put_blobs` parts) with the parts, elements and bytes moved so far.
+    pub fn with_progress(mut self, progress: Progress) -> AmqpClient {
+        self.progress = Some(progress);
+        self
+    }
+
+    fn tally(&self) -> Tally {
+        Tally { progress: self.progress.clone(), ..Tally::default() }
     }
 
     /// Speaks ION's protocol only, as an ION peer does: pulls list every key held (no DSF
@@ -192,7 +215,7 @@ impl AmqpClient {
         let mut b = ContentBuilder::new();
         let mut states = Vec::with_capacity(repos.len());
         let mut offered = Vec::new();
-        let mut tally = Tally::default();
+        let mut tally = self.tally();
         for repo in repos {
             let remembered = self.remembered_heads(repo);
             let mut offer = offer_of(repo, remembered.as_deref().unwrap_or_default())?;
@@ -338,7 +361,7 @@ impl AmqpClient {
             repo.set_excluded_types(excluded);
             return self.apply_pull(repo, parts);
         }
-        let mut tally = Tally::default();
+        let mut tally = self.tally();
         let have = recent_commits(repo, HAVE_LIMIT);
         let pages = self.commit_pages(repo.key(), &have, &mut tally).await?;
         let descend = takes_more(&repo.excluded_for(&Checkout::branch(dsf::MASTER_BRANCH)), &excluded);
@@ -361,7 +384,7 @@ impl AmqpClient {
             let PullParts { branches, nicknames, commits, blobs, .. } = parts;
             return Ok(Fetched { branches, nicknames, elements: commits.into_iter().chain(blobs).collect() });
         }
-        let mut tally = Tally::default();
+        let mut tally = self.tally();
         let pages = self.commit_pages(repo.key(), &recent_commits(repo, HAVE_LIMIT), &mut tally).await?;
         let mut sink = FetchSink { repo, received: HashMap::new() };
         for c in pages.commits {
@@ -412,7 +435,7 @@ impl AmqpClient {
             self.apply_pull(&mut repo, parts)?;
             return Ok(repo);
         }
-        let mut tally = Tally::default();
+        let mut tally = self.tally();
         let pages = self.commit_pages(key, &[], &mut tally).await?;
         let mut repo = Repository::with_key(self.endpoint().registry().clone(), key, algorithm_of(&pages.branches));
         repo.add_elements(pages.commits)?;
@@ -441,7 +464,7 @@ impl AmqpClient {
         if StoredRepository::open(store, registry.clone(), key).await?.is_some() {
             return Err(Error::Dsf(dsf::Error::State(format!("the store already holds repository {key}"))));
         }
-        let mut tally = Tally::default();
+        let mut tally = self.tally();
         let pages = self.commit_pages(key, &[], &mut tally).await?;
         let repo = Repository::with_key(registry, key, algorithm_of(&pages.branches));
         let mut stored = StoredRepository::create(store, repo);
@@ -466,7 +489,7 @@ impl AmqpClient {
         let mut stored = StoredRepository::open(store, registry, key)
             .await?
             .ok_or_else(|| Error::Dsf(dsf::Error::State(format!("the store holds no repository {key}"))))?;
-        let mut tally = Tally::default();
+        let mut tally = self.tally();
         let pages = self.commit_pages(key, &recent_commits(stored.repository(), HAVE_LIMIT), &mut tally).await?;
         self.complete_into(store, &mut stored, pages, head_content, &exclusions(excluded), complete, &mut tally)
             .await?;
@@ -695,13 +718,21 @@ impl AmqpClient {
     pub async fn checkout(&self, repo: &mut Repository, how: Checkout) -> Result<()> {
         let roots = repo.checkout_roots(&how)?;
         let excluded = repo.excluded_for(&how);
-        self.fetch_graphs(&mut RepositorySink(repo), roots, &excluded, true, &mut Tally::default()).await?;
+        self.fetch_graphs(&mut RepositorySink(repo), roots, &excluded, true, &mut self.tally()).await?;
         repo.checkout(how)?;
         Ok(())
     }
 
-    /// Op `checkout`: every element reachable from `root`, not below `excluded` types.
+    /// Every element reachable from `root`, not below `excluded` types: from a DSF client, a
+    /// walk in bounded `fetch_blobs` parts; from an ION-style one, ION's op `checkout` (one
+    /// reply).
     pub async fn remote_checkout(&self, root: Key, excluded: &[TypeId]) -> Result<Vec<Element>> {
+        if !self.ion_protocol {
+            let empty = Repository::new(self.endpoint().registry().clone());
+            let mut sink = FetchSink { repo: &empty, received: HashMap::new() };
+            self.fetch_graphs(&mut sink, vec![root], excluded, false, &mut self.tally()).await?;
+            return Ok(sink.received.into_values().collect());
+        }
         let msg = RequestCommitBlobsMessage {
             commit_root_object: Some(root.as_bytes().to_vec()),
             excluded_types: excluded.iter().map(|t| gpb_type(*t)).collect(),
@@ -1015,6 +1046,7 @@ struct Tally {
     elements: u64,
     bytes: u64,
     largest_part: u64,
+    progress: Option<Progress>,
 }
 
 impl Tally {
@@ -1037,6 +1069,9 @@ impl Tally {
         self.elements += elements as u64;
         self.bytes += bytes;
         self.largest_part = self.largest_part.max(bytes);
+        if let Some(p) = &self.progress {
+            (p.0)(self.done());
+        }
     }
 }
 

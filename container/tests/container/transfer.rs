@@ -13,7 +13,7 @@ use dsf::store::{BlobStore, Store};
 use dsf::{Checkout, Key, Registry, Repository, TypeId};
 use dsf_container::Error;
 use dsf_container::amqp::{Handler, Request};
-use dsf_container::client::{AmqpClient, DEFAULT_EXCLUDED};
+use dsf_container::client::{AmqpClient, DEFAULT_EXCLUDED, Progress, Transferred};
 use dsf_container::datastore::Datastore;
 use dsf_container::datastore::service::{DatastoreService, SERVICE};
 use dsf_container::error::ServiceError;
@@ -203,9 +203,16 @@ async fn a_large_push_and_clone_travel_in_bounded_parts() {
     let source = dataset(24, 256 << 10);
     pusher.push(&source).await.expect("the push in parts");
 
-    let reader = c.client().await.with_part_bytes(part);
+    let reported = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = reported.clone();
+    let progress = Progress(Arc::new(move |t: Transferred| log.lock().unwrap().push(t)));
+    let reader = c.client().await.with_part_bytes(part).with_progress(progress);
     let local = MemoryStore::default();
     let got = reader.clone_into(&local, source.key(), true, Some(vec![])).await.expect("the clone in parts");
+    let reported = reported.lock().unwrap().clone();
+    assert_eq!(reported.len() as u64, got.parts, "progress after every part");
+    assert_eq!(reported.last(), Some(&got));
+    assert!(reported.windows(2).all(|w| w[0].bytes <= w[1].bytes && w[0].elements <= w[1].elements));
     assert!(got.bytes > 6 << 20, "{got:?}");
     assert!(got.largest_part <= part as u64, "{got:?}");
     assert!(got.parts >= got.bytes / part as u64, "{got:?}");
