@@ -17,7 +17,8 @@ use dsf::proto::net::ooici::core::workbench_messages::{
 };
 use dsf::store::Store;
 use dsf::store::persist::StoredHeads;
-use dsf::{Branch, Element, HashAlgorithm, Key, TypeId};
+use dsf::{Branch, Commit, Element, HashAlgorithm, Key, TypeId};
+use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use prost::Message as _;
 
@@ -144,7 +145,22 @@ impl<S: Store + 'static> DatastoreService<S> {
         let key = pull.repository_key.clone().unwrap_or_default();
         let have: HashSet<Key> = keys_of(&pull.commit_keys)?.into_iter().collect();
         let excluded: Vec<TypeId> = pull.excluded_types.iter().map(type_id).collect();
-        let pulled = self.ds.pull(&key, &have, pull.get_head_content(), &excluded).await?;
+        let mut pulled = self.ds.pull(&key, &have, false, &excluded).await?;
+        if pull.get_head_content() {
+            // ION's have-list names every key the client holds, so the walk descends below the
+            // keys it names and sends whatever it does not name: what an earlier pull with
+            // excluded types left out comes now if the types are no longer excluded.
+            let head_commits: Vec<Key> = pulled.heads.branches.iter().flat_map(|b| b.heads.iter().copied()).collect();
+            let mut roots = Vec::new();
+            for commit in self.ds.blobs(&head_commits).await? {
+                roots.extend(Commit::from_element(&commit)?.root.map(|r| r.key));
+            }
+            let mut parts =
+                std::pin::pin!(self.ds.graph_stream(roots, excluded.clone(), HashSet::new(), DEFAULT_PART_BYTES));
+            while let Some(part) = parts.next().await {
+                pulled.blobs.extend(part?.into_iter().filter(|e| !have.contains(&e.key())));
+            }
+        }
         let mut b = ContentBuilder::new();
         let head = b.wrapped(&head_element(&key, &pulled.heads));
         let commit_elements: Vec<CasRef> = pulled.commits.iter().map(|e| b.wrapped(e)).collect();

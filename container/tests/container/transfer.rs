@@ -102,6 +102,27 @@ async fn a_clone_without_arrays_checks_out_in_full_over_amqp() {
     c.container.terminate().await;
 }
 
+/// An ION-style peer's partial clone is completed by a pull of every type: the datastore walks
+/// below the keys the have-list names and sends what it does not name.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ion_style_pull_completes_a_partial_clone() {
+    let c = Cluster::start(MemoryStore::default(), 1).await;
+    let source = dataset(3, 1000);
+    c.client.push(&source).await.expect("the push");
+    let ion = c.client().await.with_ion_protocol();
+    let mut partial = ion.clone_repository(source.key(), true, None).await.expect("an ION-style partial clone");
+    for k in array_keys(&source) {
+        assert!(!partial.elements().contains(&k), "the clone left out array {k}");
+    }
+    ion.pull(&mut partial, true, Some(vec![])).await.expect("an ION-style pull of every type");
+    for k in array_keys(&source) {
+        assert!(partial.elements().contains(&k), "the pull brought array {k}");
+    }
+    ion.checkout(&mut partial, Checkout::branch("master").excluded_types([])).await.expect("a full checkout");
+    assert_eq!(checked_out_arrays(&partial), 3);
+    c.container.terminate().await;
+}
+
 /// A datastore served over gRPC on a loopback port; the server task ends with the test.
 async fn grpc_on<S: Store + 'static>(store: S) -> (Arc<Datastore<S>>, String) {
     let ds = Arc::new(Datastore::new(Arc::new(store), Registry::builtin()));
