@@ -2,7 +2,12 @@
 //!
 //! ```text
 //! clonemem populate STORE_DIR [--objects N]
+//! clonemem clone-into GRPC_URL KEY STORE_DIR
 //! ```
+//!
+//! `clone-into` clones repository `KEY` from the datastore at `GRPC_URL` into a new RocksDB store
+//! at `STORE_DIR` with `GrpcClient::clone_into` (every type), the bounded path, and prints the
+//! elements and bytes received; run it under GNU `time` to see its peak memory.
 //!
 //! Writes into a new RocksDB store at `STORE_DIR` one repository of `N` objects (default
 //! 1 000 000): a `ListObj` root over `ListObj`s of 1 000 `KeyValue`s each, committed once on
@@ -17,13 +22,18 @@ use dsf::{Registry, Repository};
 use dsf_benches::Rng;
 use dsf_store_backends::rocks::RocksStore;
 
-const USAGE: &str = "usage: clonemem populate STORE_DIR [--objects N]";
+const USAGE: &str = "usage: clonemem populate STORE_DIR [--objects N] | clone-into GRPC_URL KEY STORE_DIR";
 
 /// `KeyValue`s under each inner list.
 const PER_LIST: usize = 1000;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [cmd, url, key, dir] = args.as_slice()
+        && cmd == "clone-into"
+    {
+        return clone_into(url, key, dir);
+    }
     let (dir, objects) = match args.as_slice() {
         [cmd, dir] if cmd == "populate" => (dir.clone(), 1_000_000),
         [cmd, dir, flag, n] if cmd == "populate" && flag == "--objects" => {
@@ -72,4 +82,15 @@ fn build(objects: usize) -> anyhow::Result<Repository> {
     repo.set_root(root)?;
     repo.commit("clone-memory corpus")?;
     Ok(repo)
+}
+
+fn clone_into(url: &str, key: &str, dir: &str) -> anyhow::Result<()> {
+    let store = RocksStore::open(std::path::Path::new(dir)).context("opening the RocksDB store")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let got = runtime.block_on(async {
+        let client = dsf_container::grpc::GrpcClient::connect(url, Registry::builtin()).await?;
+        client.clone_into(&store, key, true, Some(Vec::new())).await
+    })?;
+    println!("{} {}", got.elements, got.bytes);
+    Ok(())
 }
