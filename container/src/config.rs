@@ -5,6 +5,7 @@
 //! broker = "amqp://guest:guest@127.0.0.1:5672/%2f"       # omit to serve gRPC only
 //! grpc = "127.0.0.1:50051"                               # omit to serve AMQP only
 //! max_message = 67108864                                 # largest request accepted, bytes
+//! part_bytes = 4194304                                   # bound of one part of a transfer
 //! durable_queues = false                                 # true: requests survive a broker restart
 //! broker_retry_secs = 300                                # give up on a lost broker after; 0: never
 //! types = ["my-types.pb"]                                # descriptor sets of user types
@@ -50,6 +51,9 @@ pub struct Config {
     pub grpc: Option<String>,
     /// The largest request accepted over AMQP, in bytes.
     pub max_message: Option<usize>,
+    /// The most bytes of elements one reply of a bounded transfer carries over AMQP (a page of
+    /// a negotiated pull, a bounded `fetch_blobs` reply); default 4 MiB.
+    pub part_bytes: Option<usize>,
     /// Declare the worker queue durable, so that it and the (persistent) requests in it survive
     /// a broker restart. ION's worker queues are not durable (the default).
     #[serde(default)]

@@ -122,6 +122,23 @@ pub enum Error {
         /// How long the caller waited.
         after: Duration,
     },
+    /// A transfer in bounded parts stopped moving: the peer sent no part within the timeout
+    /// after earlier parts had arrived.
+    #[error(
+        "the transfer from {target} stalled: {op} got no reply within {after:?} after {parts} parts ({bytes} bytes) had arrived"
+    )]
+    Stalled {
+        /// The operation that got no reply.
+        op: String,
+        /// The peer.
+        target: String,
+        /// How long the caller waited for the part.
+        after: Duration,
+        /// Parts received before the stall.
+        parts: u64,
+        /// Bytes of elements received before the stall.
+        bytes: u64,
+    },
     /// The broker could not be reached or failed.
     #[error("message broker: {0}")]
     Broker(String),
@@ -167,7 +184,7 @@ impl Error {
             Error::Application { error, .. } | Error::Container { error, .. } | Error::Received { error, .. } => {
                 Some(error.code)
             }
-            Error::Timeout { .. } => Some(ResponseCodes::Timeout),
+            Error::Timeout { .. } | Error::Stalled { .. } => Some(ResponseCodes::Timeout),
             Error::Unavailable(_) | Error::ConnectionLost { .. } => Some(ResponseCodes::ServiceUnavailable),
             _ => None,
         }

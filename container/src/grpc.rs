@@ -31,18 +31,22 @@
 //!
 //! # Limits
 //!
-//! A push or pull is held in memory on both sides (as with the AMQP front): the datastore stores
-//! a push only once it is complete. An element cannot exceed [`MAX_MESSAGE_BYTES`].
+//! The server reads a pull's and a checkout's content from the store as the stream is sent
+//! (one batch at a time); `clone_into` and `pull_into` write what arrives into a store batch by
+//! batch. A push of up to [`STAGE_BYTES`] of objects is held whole; a larger one has its
+//! objects stored as they arrive. An element cannot exceed [`MAX_MESSAGE_BYTES`].
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use dsf::proto::dsf::store::HeadsRecord;
 use dsf::proto::net::ooici::cdm::syntactic::Bounds;
 use dsf::proto::net::ooici::core::link::IdRef;
 use dsf::store::Store;
+use dsf::store::persist::StoredRepository;
 use dsf::sync::Heads;
 use dsf::{Branch, Checkout, Commit, Element, HashAlgorithm, Key, Registry, Repository, TypeId};
 use dsf_proto::grpc::datastore_client::DatastoreClient;
@@ -58,12 +62,17 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
 pub use crate::client::RemoteObject;
+use crate::client::{ElementSink as _, HAVE_LIMIT, StoreSink, Transferred, exclusions, recent_commits};
 use crate::datastore::service::{key_of, keys_of};
 use crate::datastore::{Datastore, Received};
 use crate::error::{Error, Result, ServiceError};
 
 /// The largest gRPC message the server and the client accept or send (64 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// A push with more bytes of objects than this (8 MiB) has them stored as they arrive rather
+/// than held whole.
+pub const STAGE_BYTES: usize = 8 << 20;
 
 /// The most elements in one [`ElementBatch`].
 pub const BATCH_ELEMENTS: usize = 1000;
@@ -227,13 +236,20 @@ impl<S: Store + 'static> datastore_server::Datastore for GrpcDatastore<S> {
             let roots = self.roots_of(&have_commits).await?;
             have.extend(self.known_graph(&roots, &excluded).await?);
         }
-        let pulled = self.ds.pull(&req.repository_key, &have, req.head_content, &excluded).await?;
+        // The commits first (small); the content is read from the store as the stream is
+        // sent, one batch at a time.
+        let pulled = self.ds.pull(&req.repository_key, &have, false, &excluded).await?;
         let h = &pulled.heads;
         let heads =
             PullPart { part: Some(pull_part::Part::Heads(heads_record(h.algorithm, &h.branches, &h.nicknames))) };
-        let elements = batches(pulled.commits.into_iter().chain(pulled.blobs).collect())
-            .map(|b| PullPart { part: Some(pull_part::Part::Elements(b)) });
-        Ok(Response::new(Box::pin(futures::stream::iter(std::iter::once(heads).chain(elements).map(Ok)))))
+        let head_commits: Vec<Key> = h.branches.iter().flat_map(|b| b.heads.iter().copied()).collect();
+        let roots = if req.head_content { self.roots_of(&head_commits).await? } else { Vec::new() };
+        let commits = futures::stream::iter(
+            batches(pulled.commits).map(|b| Ok(PullPart { part: Some(pull_part::Part::Elements(b)) })),
+        );
+        let content = element_stream(self.ds.graph_stream(roots, excluded, have, BATCH_BYTES))
+            .map(|b| b.map(|b| PullPart { part: Some(pull_part::Part::Elements(b)) }));
+        Ok(Response::new(Box::pin(futures::stream::once(async { Ok(heads) }).chain(commits).chain(content))))
     }
 
     async fn push(&self, request: Request<Streaming<PushPart>>) -> std::result::Result<Response<PushReply>, Status> {
@@ -252,15 +268,41 @@ impl<S: Store + 'static> datastore_server::Datastore for GrpcDatastore<S> {
                 k.algorithm().name()
             )));
         }
-        let mut elements = Vec::new();
+        // A push up to STAGE_BYTES of objects is held whole and received as one (a refused
+        // push stores nothing). Past that, objects are stored as they arrive (as put_blobs
+        // would), so the datastore holds at most about STAGE_BYTES of them; the commits are
+        // kept for the receive, whose completeness check then finds the objects stored, and
+        // the objects' own links are checked here by key. A refused large push leaves the
+        // objects it stored unreferenced, for gc.
+        let mut commits: Vec<Element> = Vec::new();
+        let mut pending: Vec<Element> = Vec::new();
+        let mut pending_bytes = 0usize;
+        let mut staged = false;
+        let mut received = 0usize;
+        let mut stored = 0u64;
+        let mut object_keys: HashSet<Key> = HashSet::new();
+        let mut linked: HashSet<Key> = HashSet::new();
         while let Some(part) = parts.message().await? {
             match part.part {
                 Some(push_part::Part::Elements(batch)) => {
                     for bytes in &batch.elements {
                         let e = Element::decode(self.ds.registry(), bytes).map_err(|e| {
-                            bad_request(format!("element {} of the push of {key} is invalid: {e}", elements.len()))
+                            bad_request(format!("element {received} of the push of {key} is invalid: {e}"))
                         })?;
-                        elements.push(e);
+                        received += 1;
+                        if e.ty() == TypeId::COMMIT {
+                            commits.push(e);
+                        } else {
+                            object_keys.insert(e.key());
+                            linked.extend(e.children().iter().copied());
+                            pending_bytes += e.encoded_len();
+                            pending.push(e);
+                        }
+                    }
+                    if pending_bytes > STAGE_BYTES {
+                        staged = true;
+                        stored += self.ds.put_blobs(std::mem::take(&mut pending)).await? as u64;
+                        pending_bytes = 0;
                     }
                 }
                 Some(push_part::Part::Start(_)) => {
@@ -269,10 +311,29 @@ impl<S: Store + 'static> datastore_server::Datastore for GrpcDatastore<S> {
                 None => return Err(bad_request(format!("the push of {key} has an empty part"))),
             }
         }
-        let mut keys: Vec<Key> = elements.iter().map(Element::key).collect();
-        keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let elements = if staged {
+            if !pending.is_empty() {
+                stored += self.ds.put_blobs(std::mem::take(&mut pending)).await? as u64;
+            }
+            // What the objects link to and did not come along must be stored (and is
+            // freshened for a concurrent gc, as the receive does for what it relies on).
+            let relied: Vec<Key> = linked.into_iter().filter(|k| !object_keys.contains(k)).collect();
+            let lacking = self.ds.freshen(&relied).await?;
+            if let Some(first) = lacking.first() {
+                return Err(bad_request(format!(
+                    "push of {key} is incomplete: {} referenced elements are neither sent nor stored (e.g. {first})",
+                    lacking.len()
+                )));
+            }
+            commits
+        } else {
+            commits.into_iter().chain(pending).collect()
+        };
+        let mut keys: Vec<Key> =
+            elements.iter().map(Element::key).filter(|k| !staged || !object_keys.contains(k)).collect();
+        keys.sort_unstable();
         keys.dedup();
-        let stored = self.ds.missing(&keys).await?.len() as u64;
+        stored += self.ds.missing(&keys).await?.len() as u64;
         let heads = self
             .ds
             .receive(Received { repository_key: key, branches, nicknames, elements })
@@ -292,8 +353,8 @@ impl<S: Store + 'static> datastore_server::Datastore for GrpcDatastore<S> {
     ) -> std::result::Result<Response<Self::CheckoutStream>, Status> {
         let req = request.into_inner();
         let root = key_of(&req.root)?;
-        let elements = self.ds.graph(root, &types_of(&req.excluded_types)).await?;
-        Ok(Response::new(Box::pin(futures::stream::iter(batches(elements).map(Ok)))))
+        let stream = self.ds.graph_stream(vec![root], types_of(&req.excluded_types), HashSet::new(), BATCH_BYTES);
+        Ok(Response::new(Box::pin(element_stream(stream))))
     }
 
     type FetchBlobsStream = Parts<ElementBatch>;
@@ -403,6 +464,7 @@ pub struct GrpcClient {
     rpc: DatastoreClient<Channel>,
     registry: Registry,
     url: String,
+    timeout: Option<Duration>,
 }
 
 /// A repository's heads as the datastore reports them.
@@ -474,7 +536,51 @@ impl GrpcClient {
         let rpc = DatastoreClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        Ok(GrpcClient { rpc, registry, url: url.to_owned() })
+        Ok(GrpcClient { rpc, registry, url: url.to_owned(), timeout: None })
+    }
+
+    /// Sets the idle timeout: a call waits at most this long for its reply, and a stream for
+    /// each next message, so a transfer that keeps moving never times out while one whose
+    /// peer stops answering fails ([`Error::Timeout`] before the first message,
+    /// [`Error::Stalled`] after). Without it (the default) the client waits as long as the
+    /// connection lives.
+    pub fn with_timeout(mut self, timeout: Duration) -> GrpcClient {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Awaits a call's response within the timeout.
+    async fn within<T>(
+        &self,
+        op: &'static str,
+        call: impl Future<Output = std::result::Result<Response<T>, Status>>,
+    ) -> Result<T> {
+        let response = match self.timeout {
+            None => call.await,
+            Some(after) => tokio::time::timeout(after, call).await.map_err(|_| Error::Timeout {
+                op: op.to_owned(),
+                target: self.url.clone(),
+                after,
+            })?,
+        };
+        Ok(response.map_err(self.failed(op))?.into_inner())
+    }
+
+    /// The next message of a stream, within the timeout; `seen` counts the messages and bytes
+    /// that came before.
+    async fn next<T>(&self, op: &'static str, stream: &mut Streaming<T>, seen: (u64, u64)) -> Result<Option<T>> {
+        let next = stream.message();
+        let message = match self.timeout {
+            None => next.await,
+            Some(after) => tokio::time::timeout(after, next).await.map_err(|_| Error::Stalled {
+                op: op.to_owned(),
+                target: self.url.clone(),
+                after,
+                parts: seen.0,
+                bytes: seen.1,
+            })?,
+        };
+        message.map_err(self.failed(op))
     }
 
     /// The datastore's url.
@@ -510,7 +616,7 @@ impl GrpcClient {
     async fn negotiate_request(&self, req: NegotiateRequest) -> Result<(Negotiation, u64)> {
         let bytes = req.encoded_len() as u64;
         let asked = req.commits.len();
-        let reply = self.rpc.clone().negotiate(req).await.map_err(self.failed("negotiate"))?.into_inner();
+        let reply = self.within("negotiate", self.rpc.clone().negotiate(req)).await?;
         if reply.have.len() != asked {
             return Err(Error::Protocol(format!(
                 "the negotiation asked about {asked} commits and was answered about {}",
@@ -543,12 +649,16 @@ impl GrpcClient {
             repository_key: repo.key().to_owned(),
             heads: Some(heads_record(repo.algorithm(), repo.branches(), repo.nicknames())),
         };
-        let parts: Vec<PushPart> = std::iter::once(PushPart { part: Some(push_part::Part::Start(start)) })
+        // Batches are encoded as the stream is sent.
+        let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let count = counted.clone();
+        let parts = std::iter::once(PushPart { part: Some(push_part::Part::Start(start)) })
             .chain(batches(offered).map(|b| PushPart { part: Some(push_part::Part::Elements(b)) }))
-            .collect();
-        let sent_bytes = parts.iter().map(|p| p.encoded_len() as u64).sum();
-        let reply =
-            self.rpc.clone().push(futures::stream::iter(parts)).await.map_err(self.failed("push"))?.into_inner();
+            .inspect(move |p| {
+                count.fetch_add(p.encoded_len() as u64, std::sync::atomic::Ordering::Relaxed);
+            });
+        let reply = self.within("push", self.rpc.clone().push(futures::stream::iter(parts))).await?;
+        let sent_bytes = counted.load(std::sync::atomic::Ordering::Relaxed);
         let heads = reply.heads.as_ref().ok_or_else(|| Error::Protocol("the push reply carries no heads".into()))?;
         Ok(PushOutcome {
             stored: reply.stored,
@@ -569,12 +679,10 @@ impl GrpcClient {
         head_content: bool,
         excluded: Option<Vec<TypeId>>,
     ) -> Result<PullOutcome> {
-        let excluded = excluded.unwrap_or_default();
+        let excluded = exclusions(excluded);
         let have = have_commits(repo, head_content, &excluded)?;
         let pulled = self.request_pull(repo.key(), &have, head_content, &excluded).await?;
-        if !excluded.is_empty() {
-            repo.set_excluded_types(excluded);
-        }
+        repo.set_excluded_types(excluded);
         let outcome = PullOutcome { elements: pulled.elements.len(), bytes: pulled.bytes, heads: pulled.heads.clone() };
         apply_pull(repo, pulled)?;
         Ok(outcome)
@@ -599,14 +707,119 @@ impl GrpcClient {
         head_content: bool,
         excluded: Option<Vec<TypeId>>,
     ) -> Result<Repository> {
-        let excluded = excluded.unwrap_or_default();
+        let excluded = exclusions(excluded);
         let pulled = self.request_pull(key, &[], head_content, &excluded).await?;
         let mut repo = Repository::with_key(self.registry.clone(), key, pulled.heads.algorithm);
-        if !excluded.is_empty() {
-            repo.set_excluded_types(excluded);
-        }
+        repo.set_excluded_types(excluded);
         apply_pull(&mut repo, pulled)?;
         Ok(repo)
+    }
+
+    /// Clones a repository into `store` as the stream arrives: commits, then (with
+    /// `head_content`) the heads' content not below `excluded` types (`None`:
+    /// [`DEFAULT_EXCLUDED`](crate::client::DEFAULT_EXCLUDED)), written to the store batch by batch, then the heads. At most
+    /// about one batch of content is held in memory (and gRPC's flow-control window). The
+    /// store must not hold the repository yet.
+    pub async fn clone_into<S: Store>(
+        &self,
+        store: &S,
+        key: &str,
+        head_content: bool,
+        excluded: Option<Vec<TypeId>>,
+    ) -> Result<Transferred> {
+        if StoredRepository::open(store, self.registry.clone(), key).await?.is_some() {
+            return Err(Error::Dsf(dsf::Error::State(format!("the store already holds repository {key}"))));
+        }
+        let (heads, stream, bytes) = self.open_pull(key, &[], head_content, &exclusions(excluded)).await?;
+        let mut stored =
+            StoredRepository::create(store, Repository::with_key(self.registry.clone(), key, heads.algorithm));
+        self.drain_into(store, &mut stored, heads, stream, bytes).await
+    }
+
+    /// Pulls into a repository kept in `store`, writing what arrives batch by batch: the
+    /// commits it lacks, then (with `head_content`) the heads' content not below `excluded`
+    /// types (`None`: [`DEFAULT_EXCLUDED`](crate::client::DEFAULT_EXCLUDED)), then the heads, saved by compare-and-set. The
+    /// datastore leaves out what the store's recent commits reach; with `complete` it sends
+    /// the heads' whole content, so elements left out before (a partial clone) come too
+    /// (those already stored are written again, unchanged).
+    pub async fn pull_into<S: Store>(
+        &self,
+        store: &S,
+        key: &str,
+        head_content: bool,
+        excluded: Option<Vec<TypeId>>,
+        complete: bool,
+    ) -> Result<Transferred> {
+        let mut stored = StoredRepository::open(store, self.registry.clone(), key)
+            .await?
+            .ok_or_else(|| Error::Dsf(dsf::Error::State(format!("the store holds no repository {key}"))))?;
+        let have = if complete { Vec::new() } else { recent_commits(stored.repository(), HAVE_LIMIT) };
+        let (heads, stream, bytes) = self.open_pull(key, &have, head_content, &exclusions(excluded)).await?;
+        self.drain_into(store, &mut stored, heads, stream, bytes).await
+    }
+
+    /// Starts a pull: the heads, the rest of the stream, and the bytes of the first part.
+    async fn open_pull(
+        &self,
+        key: &str,
+        have: &[Key],
+        head_content: bool,
+        excluded: &[TypeId],
+    ) -> Result<(RemoteHeads, Streaming<PullPart>, u64)> {
+        let req = PullRequest {
+            repository_key: key.to_owned(),
+            have_commits: have.iter().map(|k| k.as_bytes().to_vec()).collect(),
+            head_content,
+            excluded_types: type_refs(excluded),
+        };
+        let mut stream = self.within("pull", self.rpc.clone().pull(req)).await?;
+        let first =
+            self.next("pull", &mut stream, (0, 0)).await?.ok_or_else(|| protocol_error("the pull sent nothing"))?;
+        let bytes = first.encoded_len() as u64;
+        match first.part {
+            Some(pull_part::Part::Heads(h)) => Ok((remote_heads(&h).map_err(protocol)?, stream, bytes)),
+            _ => Err(protocol_error("a pull must begin with the heads")),
+        }
+    }
+
+    /// Reads a pull's stream into a stored repository: commits into the repository, objects
+    /// into the store batch by batch; then the heads, saved.
+    async fn drain_into<S: Store>(
+        &self,
+        store: &S,
+        stored: &mut StoredRepository<'_, S>,
+        heads: RemoteHeads,
+        mut stream: Streaming<PullPart>,
+        mut bytes: u64,
+    ) -> Result<Transferred> {
+        let mut sink = StoreSink::new(store, self.registry.clone());
+        let mut parts = 1u64;
+        let mut count = 0u64;
+        let mut largest_part = 0u64;
+        while let Some(part) = self.next("pull", &mut stream, (parts, bytes)).await? {
+            let n = part.encoded_len() as u64;
+            bytes += n;
+            parts += 1;
+            largest_part = largest_part.max(n);
+            let Some(pull_part::Part::Elements(batch)) = part.part else {
+                return Err(protocol_error("a pull sends its heads once, first"));
+            };
+            let mut elements = Vec::with_capacity(batch.elements.len());
+            self.decode_batch(&batch, &mut elements)?;
+            count += elements.len() as u64;
+            let (commits, objects): (Vec<Element>, Vec<Element>) =
+                elements.into_iter().partition(|e| e.ty() == TypeId::COMMIT);
+            let repo = stored.repository_mut();
+            let fresh: Vec<Element> = commits.into_iter().filter(|c| repo.commit_info(c.key()).is_err()).collect();
+            repo.add_elements(fresh)?;
+            sink.accept(objects).await?;
+        }
+        let kept = std::mem::take(&mut sink.kept);
+        let repo = stored.repository_mut();
+        repo.add_elements(kept)?;
+        repo.receive_branches(heads.branches, heads.nicknames)?;
+        stored.save().await?;
+        Ok(Transferred { parts, elements: count, bytes, largest_part })
     }
 
     async fn request_pull(&self, key: &str, have: &[Key], head_content: bool, excluded: &[TypeId]) -> Result<Pulled> {
@@ -616,19 +829,16 @@ impl GrpcClient {
             head_content,
             excluded_types: type_refs(excluded),
         };
-        let mut stream = self.rpc.clone().pull(req).await.map_err(self.failed("pull"))?.into_inner();
-        let first = stream
-            .message()
-            .await
-            .map_err(self.failed("pull"))?
-            .ok_or_else(|| protocol_error("the pull sent nothing"))?;
+        let mut stream = self.within("pull", self.rpc.clone().pull(req)).await?;
+        let first =
+            self.next("pull", &mut stream, (0, 0)).await?.ok_or_else(|| protocol_error("the pull sent nothing"))?;
         let mut bytes = first.encoded_len() as u64;
         let heads = match first.part {
             Some(pull_part::Part::Heads(h)) => remote_heads(&h).map_err(protocol)?,
             _ => return Err(protocol_error("a pull must begin with the heads")),
         };
         let mut elements = Vec::new();
-        while let Some(part) = stream.message().await.map_err(self.failed("pull"))? {
+        while let Some(part) = self.next("pull", &mut stream, (elements.len() as u64, bytes)).await? {
             bytes += part.encoded_len() as u64;
             match part.part {
                 Some(pull_part::Part::Elements(batch)) => self.decode_batch(&batch, &mut elements)?,
@@ -655,7 +865,7 @@ impl GrpcClient {
 
     async fn read_batches(&self, op: &'static str, mut stream: Streaming<ElementBatch>) -> Result<Vec<Element>> {
         let mut elements = Vec::new();
-        while let Some(batch) = stream.message().await.map_err(self.failed(op))? {
+        while let Some(batch) = self.next(op, &mut stream, (elements.len() as u64, 0)).await? {
             self.decode_batch(&batch, &mut elements)?;
         }
         Ok(elements)
@@ -680,14 +890,14 @@ impl GrpcClient {
     /// Every element reachable from `root`, not following links to `excluded` types.
     pub async fn remote_checkout(&self, root: Key, excluded: &[TypeId]) -> Result<Vec<Element>> {
         let req = CheckoutRequest { root: root.as_bytes().to_vec(), excluded_types: type_refs(excluded) };
-        let stream = self.rpc.clone().checkout(req).await.map_err(self.failed("checkout"))?.into_inner();
+        let stream = self.within("checkout", self.rpc.clone().checkout(req)).await?;
         self.read_batches("checkout", stream).await
     }
 
     /// Elements by key; any unknown key is a NOT_FOUND application error.
     pub async fn fetch_blobs(&self, keys: &[Key]) -> Result<Vec<Element>> {
         let req = FetchBlobsRequest { keys: keys.iter().map(|k| k.as_bytes().to_vec()).collect() };
-        let stream = self.rpc.clone().fetch_blobs(req).await.map_err(self.failed("fetch_blobs"))?.into_inner();
+        let stream = self.within("fetch_blobs", self.rpc.clone().fetch_blobs(req)).await?;
         self.read_batches("fetch_blobs", stream).await
     }
 
@@ -695,9 +905,8 @@ impl GrpcClient {
     /// did not have.
     pub async fn put_blobs(&self, elements: &[Element]) -> Result<u64> {
         let batches: Vec<ElementBatch> = batches(elements.to_vec()).collect();
-        let reply =
-            self.rpc.clone().put_blobs(futures::stream::iter(batches)).await.map_err(self.failed("put_blobs"))?;
-        Ok(reply.into_inner().stored)
+        let reply = self.within("put_blobs", self.rpc.clone().put_blobs(futures::stream::iter(batches))).await?;
+        Ok(reply.stored)
     }
 
     /// A repository's object at a commit, a treeish or the head of a branch (default master),
@@ -710,11 +919,10 @@ impl GrpcClient {
             treeish: id.treeish.unwrap_or_default(),
             excluded_types: type_refs(excluded),
         };
-        let mut stream = self.rpc.clone().get_object(req).await.map_err(self.failed("get_object"))?.into_inner();
-        let first = stream
-            .message()
-            .await
-            .map_err(self.failed("get_object"))?
+        let mut stream = self.within("get_object", self.rpc.clone().get_object(req)).await?;
+        let first = self
+            .next("get_object", &mut stream, (0, 0))
+            .await?
             .ok_or_else(|| protocol_error("get_object sent nothing"))?;
         let root = match first.part {
             Some(get_object_part::Part::Root(raw)) => {
@@ -723,7 +931,7 @@ impl GrpcClient {
             _ => return Err(protocol_error("get_object must begin with the root key")),
         };
         let mut elements = Vec::new();
-        while let Some(part) = stream.message().await.map_err(self.failed("get_object"))? {
+        while let Some(part) = self.next("get_object", &mut stream, (elements.len() as u64, 0)).await? {
             match part.part {
                 Some(get_object_part::Part::Elements(batch)) => self.decode_batch(&batch, &mut elements)?,
                 _ => return Err(protocol_error("get_object sends its root key once, first")),
@@ -738,7 +946,7 @@ impl GrpcClient {
     /// The life-cycle state of each resource (ION's enum number), in request order.
     pub async fn get_lcs(&self, keys: &[&str]) -> Result<Vec<(String, i32)>> {
         let req = GetLcsRequest { keys: keys.iter().map(|k| (*k).to_owned()).collect() };
-        let reply = self.rpc.clone().get_lcs(req).await.map_err(self.failed("get_lcs"))?.into_inner();
+        let reply = self.within("get_lcs", self.rpc.clone().get_lcs(req)).await?;
         Ok(reply.pairs.into_iter().map(|p| (p.key, p.lcs)).collect())
     }
 
@@ -756,10 +964,10 @@ impl GrpcClient {
                 })
                 .collect(),
         };
-        let mut stream = self.rpc.clone().extract_data(req).await.map_err(self.failed("extract_data"))?.into_inner();
+        let mut stream = self.within("extract_data", self.rpc.clone().extract_data(req)).await?;
         let mut chunks = Vec::new();
         let mut done = false;
-        while let Some(chunk) = stream.message().await.map_err(self.failed("extract_data"))? {
+        while let Some(chunk) = self.next("extract_data", &mut stream, (chunks.len() as u64, 0)).await? {
             if done || usize::try_from(chunk.seq_number).ok() != Some(chunks.len()) {
                 return Err(protocol_error("extract_data sent its chunks out of sequence"));
             }
@@ -799,6 +1007,17 @@ fn apply_pull(repo: &mut Repository, pulled: Pulled) -> Result<()> {
 }
 
 // ----- messages ------------------------------------------------------------------------------
+
+/// A lazily read graph as a stream of element batches: each part of the walk becomes its
+/// batches, encoded as they are sent; an error ends the stream.
+fn element_stream(
+    parts: impl Stream<Item = std::result::Result<Vec<Element>, ServiceError>> + Send + 'static,
+) -> impl Stream<Item = std::result::Result<ElementBatch, Status>> + Send + 'static {
+    parts.flat_map(|part| match part {
+        Ok(elements) => futures::stream::iter(batches(elements).map(Ok).collect::<Vec<_>>()),
+        Err(e) => futures::stream::iter(vec![Err(Status::from(e))]),
+    })
+}
 
 /// Groups elements into batches of at most [`BATCH_ELEMENTS`] elements and about
 /// [`BATCH_BYTES`] bytes, in order, encoding each as the batch is made.

@@ -46,6 +46,8 @@ Configuration (TOML):
   broker = \"amqp://guest:guest@127.0.0.1:5672/%2f\"  # omit to serve gRPC only
   grpc = \"127.0.0.1:50051\"                          # omit to serve AMQP only
   max_message = 67108864                            # largest request, bytes
+  part_bytes = 4194304                              # the most bytes of elements one
+                                                    # reply of a bounded transfer holds
   durable_queues = false                            # true: a durable worker queue;
                                                     # its requests survive a broker
                                                     # restart (default false: ION's)
@@ -341,7 +343,11 @@ async fn serve<S: Store + 'static>(store: S, registry: Registry, config: Config)
         cc.durable_queues = config.durable_queues;
         cc.broker_retry = config.broker_retry();
         let c = Container::start(cc).await?;
-        let service = Arc::new(DatastoreService::new(ds.clone()));
+        let mut service = DatastoreService::new(ds.clone());
+        if let Some(bytes) = config.part_bytes {
+            service = service.with_part_bytes(bytes);
+        }
+        let service = Arc::new(service);
         for app in &config.apps {
             for _ in 0..app.instances {
                 let p = c.spawn(&app.name, Some(SERVICE), service.clone()).await?;

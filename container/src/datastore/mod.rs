@@ -9,6 +9,7 @@
 pub mod extract;
 pub mod preload;
 pub mod service;
+pub mod transfer;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;

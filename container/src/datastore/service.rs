@@ -17,9 +17,11 @@ use dsf::proto::net::ooici::core::workbench_messages::{
 use dsf::store::Store;
 use dsf::store::persist::StoredHeads;
 use dsf::sync::Heads;
-use dsf::{Branch, Element, HashAlgorithm, Key, TypeId};
+use dsf::{Branch, Commit, Element, HashAlgorithm, Key, TypeId};
+use futures::StreamExt as _;
 use futures::future::BoxFuture;
 
+use super::transfer::DEFAULT_PART_BYTES;
 use super::{Datastore, Received};
 use crate::amqp::{Handler, Request};
 use crate::content::{Content, ContentBuilder, type_id};
@@ -35,12 +37,26 @@ pub const SERVICE: &str = "datastore";
 pub struct DatastoreService<S> {
     ds: Datastore<S>,
     fetch_timeout: Option<Duration>,
+    part_bytes: usize,
 }
 
 impl<S: Store + 'static> DatastoreService<S> {
     /// Serves `ds`.
     pub fn new(ds: Datastore<S>) -> DatastoreService<S> {
-        DatastoreService { ds, fetch_timeout: None }
+        DatastoreService { ds, fetch_timeout: None, part_bytes: DEFAULT_PART_BYTES }
+    }
+
+    /// Sets the largest part of a bounded transfer this service sends, in bytes of elements
+    /// (default [`DEFAULT_PART_BYTES`]): a negotiated pull's page of commits, and a
+    /// `fetch_blobs` reply whose asker bounds it (the smaller of the two bounds applies).
+    pub fn with_part_bytes(mut self, bytes: usize) -> DatastoreService<S> {
+        self.part_bytes = bytes.max(1);
+        self
+    }
+
+    /// The bound of a reply, given the asker's.
+    fn bound(&self, asked: Option<u64>) -> usize {
+        asked.map_or(self.part_bytes, |a| usize::try_from(a).unwrap_or(usize::MAX).clamp(1, self.part_bytes))
     }
 
     /// The operations.
@@ -99,8 +115,13 @@ impl<S: Store + 'static> DatastoreService<S> {
     async fn fetch_from(&self, req: &Request, need: &[Key]) -> Result<Vec<Element>> {
         let mut b = ContentBuilder::new();
         let _ = &mut b;
-        let ask =
-            b.finish(&BlobsRequestMessage { blob_keys: need.iter().map(|k| k.as_bytes().to_vec()).collect() }, vec![]);
+        let ask = b.finish(
+            &BlobsRequestMessage {
+                blob_keys: need.iter().map(|k| k.as_bytes().to_vec()).collect(),
+                max_reply_bytes: None,
+            },
+            vec![],
+        );
         let reply = req
             .endpoint
             .rpc(&req.headers.reply_to, "fetch_blobs", ask, self.fetch_timeout)
@@ -117,10 +138,28 @@ impl<S: Store + 'static> DatastoreService<S> {
 
     async fn pull(&self, content: &Content) -> Result<Bytes> {
         let pull: PullMessage = content.payload()?;
+        if pull.negotiated() {
+            return self.negotiated_pull(&pull).await;
+        }
         let key = pull.repository_key.clone().unwrap_or_default();
         let have: HashSet<Key> = keys_of(&pull.commit_keys)?.into_iter().collect();
         let excluded: Vec<TypeId> = pull.excluded_types.iter().map(type_id).collect();
-        let pulled = self.ds.pull(&key, &have, pull.get_head_content(), &excluded).await?;
+        let mut pulled = self.ds.pull(&key, &have, false, &excluded).await?;
+        if pull.get_head_content() {
+            // ION's have-list names every key the client holds, so the walk descends below the
+            // keys it names and sends whatever it does not name: what an earlier pull with
+            // excluded types left out comes now if the types are no longer excluded.
+            let head_commits: Vec<Key> = pulled.heads.branches.iter().flat_map(|b| b.heads.iter().copied()).collect();
+            let mut roots = Vec::new();
+            for commit in self.ds.blobs(&head_commits).await? {
+                roots.extend(Commit::from_element(&commit)?.root.map(|r| r.key));
+            }
+            let mut parts =
+                std::pin::pin!(self.ds.graph_stream(roots, excluded.clone(), HashSet::new(), DEFAULT_PART_BYTES));
+            while let Some(part) = parts.next().await {
+                pulled.blobs.extend(part?.into_iter().filter(|e| !have.contains(&e.key())));
+            }
+        }
         let mut b = ContentBuilder::new();
         let head = b.wrapped(&head_element(&key, &pulled.heads));
         let commit_elements: Vec<CasRef> = pulled.commits.iter().map(|e| b.wrapped(e)).collect();
@@ -129,6 +168,8 @@ impl<S: Store + 'static> DatastoreService<S> {
             repo_head_element: Some(head),
             commit_elements,
             blob_elements,
+            resume_from: Vec::new(),
+            have_commits: Vec::new(),
             nicknames: pulled
                 .heads
                 .nicknames
@@ -137,6 +178,44 @@ impl<S: Store + 'static> DatastoreService<S> {
                 .collect(),
         };
         let children = links_of(msg.repo_head_element.iter().chain(&msg.commit_elements).chain(&msg.blob_elements));
+        Ok(b.finish(&msg, children))
+    }
+
+    /// A DSF peer's pull (`negotiated`, a DSF extension): the heads and either the answer to
+    /// `ask_commits` (a push's negotiation) or a bounded page of the commits the client lacks,
+    /// never content. `commit_keys` names commits the client holds.
+    async fn negotiated_pull(&self, pull: &PullMessage) -> Result<Bytes> {
+        let key = pull.repository_key.clone().unwrap_or_default();
+        let have: HashSet<Key> = keys_of(&pull.commit_keys)?.into_iter().collect();
+        let mut b = ContentBuilder::new();
+        let (heads, commits, resume_from, have_commits) = if pull.ask_commits.is_empty() {
+            let from = keys_of(&pull.resume_from)?;
+            let page = self.ds.commit_page(&key, &from, &have, self.bound(pull.max_reply_bytes)).await?;
+            let links: Vec<CasRef> = page.commits.iter().map(|e| b.wrapped(e)).collect();
+            (page.heads, links, page.resume.iter().map(|k| k.as_bytes().to_vec()).collect(), Vec::new())
+        } else {
+            let asked = keys_of(&pull.ask_commits)?;
+            let heads = self
+                .ds
+                .heads(&key)
+                .await?
+                .ok_or_else(|| ServiceError::not_found(format!("repository {key} not found in the datastore")))?;
+            let missing: HashSet<Key> = self.ds.missing(&asked).await?.into_iter().collect();
+            (heads, Vec::new(), Vec::new(), asked.iter().map(|k| !missing.contains(k)).collect())
+        };
+        let msg = PullResponseMessage {
+            repo_head_element: Some(b.wrapped(&head_element(&key, &heads))),
+            commit_elements: commits,
+            blob_elements: Vec::new(),
+            nicknames: heads
+                .nicknames
+                .iter()
+                .map(|(name, branch)| Nickname { name: name.clone(), branch: branch.clone() })
+                .collect(),
+            resume_from,
+            have_commits,
+        };
+        let children = links_of(msg.repo_head_element.iter().chain(&msg.commit_elements));
         Ok(b.finish(&msg, children))
     }
 
@@ -149,7 +228,11 @@ impl<S: Store + 'static> DatastoreService<S> {
 
     async fn fetch_blobs(&self, content: &Content) -> Result<Bytes> {
         let req: BlobsRequestMessage = content.payload()?;
-        blobs_reply(&self.ds.blobs(&keys_of(&req.blob_keys)?).await?)
+        let keys = keys_of(&req.blob_keys)?;
+        match req.max_reply_bytes {
+            Some(_) => blobs_reply(&self.ds.blobs_bounded(&keys, self.bound(req.max_reply_bytes)).await?),
+            None => blobs_reply(&self.ds.blobs(&keys).await?),
+        }
     }
 
     async fn put_blobs(&self, content: &Content) -> Result<Bytes> {

@@ -15,4 +15,5 @@ mod multi;
 mod preload;
 mod process;
 mod reconnect;
+mod transfer;
 mod workbench;
