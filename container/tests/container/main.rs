@@ -11,6 +11,7 @@ mod datastore;
 mod extract;
 mod fuzz;
 mod grpc;
+mod history;
 mod maint;
 mod multi;
 mod preload;
