@@ -816,3 +816,130 @@ pub fn commit_attributes(repo: &Repository, commit: &Element) -> Result<BTreeMap
     }
     Ok(attrs)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+    use crate::commit::{Parent, Relationship};
+    use crate::repository::MASTER;
+    use crate::store::memory::MemoryStore;
+
+    /// Runs a future that completes on its first poll (every memory-store future does).
+    fn now<F: Future>(future: F) -> F::Output {
+        match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(out) => out,
+            Poll::Pending => panic!("a memory-store future waited"),
+        }
+    }
+
+    /// A small deterministic generator (xorshift).
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    /// A random history of `n` commits with merges, every commit without children a head of
+    /// master, saved to `store`; returns the repository in memory and its commits, oldest first.
+    fn random_history(store: &MemoryStore, n: usize, seed: u64) -> (Repository, Vec<Key>) {
+        let registry = Registry::builtin();
+        let mut repo = Repository::with_key(registry.clone(), format!("history-{seed}"), HashAlgorithm::Sha1);
+        let mut rng = Rng(seed);
+        let mut commits: Vec<Key> = Vec::new();
+        let mut has_child = HashSet::new();
+        for i in 0..n {
+            let mut parents = Vec::new();
+            if i > 0 {
+                let first = commits[i - 1 - rng.below(i.min(6))];
+                parents.push(Parent { relationship: Relationship::Parent, commit: first });
+                if rng.below(10) < 3 {
+                    let other = commits[rng.below(i)];
+                    if other != first {
+                        parents.push(Parent { relationship: Relationship::MergedFrom, commit: other });
+                    }
+                }
+            }
+            has_child.extend(parents.iter().map(|p| p.commit));
+            let seed = (i == 0).then_some(repo.key().to_owned());
+            let e = Commit::build(
+                HashAlgorithm::Sha1,
+                &registry,
+                &format!("c{i}"),
+                i as f64,
+                &parents,
+                None,
+                seed.as_deref(),
+            )
+            .unwrap();
+            commits.push(e.key());
+            repo.add_elements([e]).unwrap();
+        }
+        let heads: Vec<Key> = commits.iter().copied().filter(|c| !has_child.contains(c)).collect();
+        repo.receive_branches(vec![Branch { key: "B".into(), heads }], BTreeMap::from([(MASTER.into(), "B".into())]))
+            .unwrap();
+        let mut stored = StoredRepository::create(store, repo.clone());
+        now(stored.save()).unwrap();
+        (repo, commits)
+    }
+
+    /// Every ancestor of `from` (itself included), by a plain walk of the whole history.
+    fn reach(repo: &Repository, from: &[Key]) -> HashSet<Key> {
+        repo.ancestry(from).into_iter().collect()
+    }
+
+    /// Walks that read commits by key, stopping at generations, answer as the whole history
+    /// does: ancestry both ways, the merge base (a common ancestor no other one descends from),
+    /// and the commits a side lacks given the commits it has.
+    #[test]
+    fn walks_by_key_agree_with_the_whole_history() {
+        let store = MemoryStore::new();
+        let registry = Registry::builtin();
+        for seed in [7u64, 11, 23] {
+            let (full, commits) = random_history(&store, 300, seed);
+            let open = || now(StoredRepository::open(&store, registry.clone(), full.key())).unwrap().unwrap();
+            for (k, c) in commits.iter().enumerate() {
+                let parents = full.commit_info(*c).unwrap().parent_keys().map(|p| full.generation(p).unwrap());
+                assert_eq!(full.generation(*c), Some(parents.max().unwrap_or(0) + 1), "commit {k}");
+            }
+            let mut rng = Rng(seed * 31 + 1);
+            for _ in 0..60 {
+                let (a, d) = (commits[rng.below(commits.len())], commits[rng.below(commits.len())]);
+                let mut stored = open();
+                now(stored.load_ancestry_between(a, d)).unwrap();
+                assert_eq!(stored.repository().is_ancestor(a, d), reach(&full, &[d]).contains(&a));
+                assert!(!stored.history_loaded, "generations keep the walk above the ancestor");
+            }
+            for _ in 0..30 {
+                let (a, b) = (commits[rng.below(commits.len())], commits[rng.below(commits.len())]);
+                let mut stored = open();
+                now(stored.load_common_ancestry(&[a, b])).unwrap();
+                let base = stored.repository().common_ancestor(&[a, b]).unwrap();
+                assert_eq!(Some(base), full.common_ancestor(&[a, b]).ok());
+                let common: HashSet<Key> = reach(&full, &[a]).intersection(&reach(&full, &[b])).copied().collect();
+                assert!(common.contains(&base));
+                assert!(common.iter().all(|c| *c == base || !reach(&full, &[*c]).contains(&base)), "a nearest one");
+            }
+            let heads = full.current_heads();
+            let all = reach(&full, &heads);
+            for _ in 0..20 {
+                let have: HashSet<Key> = (0..rng.below(4) + 1).map(|_| commits[rng.below(commits.len())]).collect();
+                let held = reach(&full, &have.iter().copied().collect::<Vec<_>>());
+                let mut stored = open();
+                let lacking: HashSet<Key> = now(stored.lacking(&have)).unwrap().into_iter().collect();
+                let expected: HashSet<Key> = all.difference(&held).copied().collect();
+                assert_eq!(lacking, expected);
+            }
+            let lacking: HashSet<Key> = now(open().lacking(&HashSet::new())).unwrap().into_iter().collect();
+            assert_eq!(lacking, all);
+        }
+    }
+}
