@@ -222,7 +222,10 @@ impl<S: Store> Datastore<S> {
         Ok(StoredHeads::of(stored.repository(), stored.heads_version().unwrap_or_default()))
     }
 
-    /// A pull: the heads, every commit not in `have`, and (with `head_content`) every element
+    /// A pull: the heads, every commit reachable from them that is neither in `have` nor in
+    /// the history of a commit in `have` (found by walking down from the heads in generation
+    /// order, reading no commit below what the client holds; see
+    /// [`StoredRepository::lacking`]), and (with `head_content`) every element
     /// reachable from the heads' roots that is not in `have` (nor below a key in `have`), not
     /// following links to `excluded` types.
     pub async fn pull(
