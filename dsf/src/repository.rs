@@ -1,6 +1,6 @@
 //! The repository: elements, commits, branches, the workspace, checkout, history and merge.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 
 use bytes::Bytes;
 use dsf_proto::Identified;
@@ -91,6 +91,18 @@ impl Checkout {
         self.auto_merge = yes;
         self
     }
+
+    pub(crate) fn branch_name(&self) -> &str {
+        &self.branch
+    }
+
+    pub(crate) fn target(&self) -> Option<Key> {
+        self.commit
+    }
+
+    pub(crate) fn by_date(&self) -> bool {
+        self.older_than.is_some()
+    }
 }
 
 /// What [`Repository::merge`] did.
@@ -115,6 +127,9 @@ pub struct Repository {
     registry: Registry,
     elements: Elements,
     commits: HashMap<Key, Commit>,
+    /// Known generations (1 + the largest of the parents'; 1 without parents): exact where
+    /// present, absent where an ancestor is unknown.
+    generations: HashMap<Key, u64>,
     branches: Vec<Branch>,
     nicknames: BTreeMap<String, String>,
     current: Option<Current>,
@@ -157,6 +172,7 @@ impl Repository {
             registry,
             elements: Elements::default(),
             commits: HashMap::new(),
+            generations: HashMap::new(),
             branches: vec![Branch { key: master.clone(), heads: Vec::new() }],
             nicknames,
             current: Some(Current::Branch(master)),
@@ -197,6 +213,7 @@ impl Repository {
     /// Adds elements received from elsewhere. Each must be of this repository's hash algorithm
     /// (elements are verified when built, see [`Element::from_parts`]); commits are indexed.
     pub fn add_elements(&mut self, elements: impl IntoIterator<Item = Element>) -> Result<()> {
+        let mut added = Vec::new();
         for e in elements {
             if e.key().algorithm() != self.alg {
                 return Err(Error::codec(
@@ -211,9 +228,11 @@ impl Repository {
             }
             if e.ty() == TypeId::COMMIT && !self.commits.contains_key(&e.key()) {
                 self.commits.insert(e.key(), Commit::from_element(&e)?);
+                added.push(e.key());
             }
             self.elements.insert(e);
         }
+        self.fill_generations(&added);
         Ok(())
     }
 
@@ -226,6 +245,56 @@ impl Repository {
             self.elements.insert_saved(e);
         }
         Ok(())
+    }
+
+    /// The generation of a commit (1 + the largest generation of its parents, 1 for a commit
+    /// without parents), if it is known: it is unknown while an ancestor is not present.
+    pub fn generation(&self, commit: Key) -> Option<u64> {
+        self.generations.get(&commit).copied()
+    }
+
+    /// Records a generation read back from a store.
+    pub(crate) fn set_generation(&mut self, commit: Key, generation: u64) {
+        self.generations.insert(commit, generation);
+    }
+
+    /// Computes the generations of `commits` where every ancestor they need is present (or has
+    /// a known generation); the others stay unknown.
+    pub(crate) fn fill_generations(&mut self, commits: &[Key]) {
+        let mut impossible: HashSet<Key> = HashSet::new();
+        for &start in commits {
+            let mut stack = vec![start];
+            while let Some(&k) = stack.last() {
+                if self.generations.contains_key(&k) || impossible.contains(&k) {
+                    stack.pop();
+                    continue;
+                }
+                let Some(c) = self.commits.get(&k) else {
+                    impossible.insert(k);
+                    stack.pop();
+                    continue;
+                };
+                let mut top = 0u64;
+                let mut pending = Vec::new();
+                let mut stuck = false;
+                for p in c.parent_keys() {
+                    match self.generations.get(&p) {
+                        Some(&g) => top = top.max(g),
+                        None if impossible.contains(&p) || !self.commits.contains_key(&p) => stuck = true,
+                        None => pending.push(p),
+                    }
+                }
+                if stuck {
+                    impossible.insert(k);
+                    stack.pop();
+                } else if pending.is_empty() {
+                    self.generations.insert(k, top + 1);
+                    stack.pop();
+                } else {
+                    stack.extend(pending);
+                }
+            }
+        }
     }
 
     /// Elements added since the last call (new objects, then their commits), forgotten here.
@@ -644,7 +713,7 @@ impl Repository {
         }
         let excluded = how.excluded_types.unwrap_or_else(|| self.default_excluded.clone());
         let (commit, current, pending) = if let Some(target) = how.commit {
-            if !self.ancestry(&heads).contains(&target) {
+            if !heads.iter().any(|&h| self.is_ancestor(target, h)) {
                 return Err(Error::UnknownCommit { key: target, branch: how.branch });
             }
             (target, Current::Detached(target), Vec::new())
@@ -716,6 +785,7 @@ impl Repository {
         self.ws.clear();
         self.elements.clear();
         self.commits.clear();
+        self.generations.clear();
         self.branches.clear();
         self.nicknames.clear();
         self.current = None;
@@ -744,22 +814,68 @@ impl Repository {
         order
     }
 
-    /// True if `ancestor` is `descendant` or in its history.
+    /// True if `ancestor` is `descendant` or in its history. Where generations are known the
+    /// walk does not descend below the generation of `ancestor`; commits that are not present
+    /// end the walk there.
     pub fn is_ancestor(&self, ancestor: Key, descendant: Key) -> bool {
-        ancestor == descendant || self.ancestry(&[descendant]).contains(&ancestor)
+        if ancestor == descendant {
+            return true;
+        }
+        let floor = self.generation(ancestor);
+        let mut seen = HashSet::new();
+        let mut queue = VecDeque::from([descendant]);
+        while let Some(k) = queue.pop_front() {
+            if k == ancestor {
+                return true;
+            }
+            if !seen.insert(k) || below_floor(self.generation(k), floor) {
+                continue;
+            }
+            if let Some(c) = self.commits.get(&k) {
+                queue.extend(c.parent_keys());
+            }
+        }
+        false
     }
 
-    /// The nearest commit (breadth first from `commits[0]`) that is in the history of all of
-    /// `commits`.
+    /// A nearest commit in the history of all of `commits`: with known generations, the common
+    /// ancestor of the highest generation (ties by key), found by walking every side down in
+    /// generation order and stopping at the first commit all sides reach; otherwise the
+    /// nearest breadth first from `commits[0]`. Commits that are not present end the walk.
     pub fn common_ancestor(&self, commits: &[Key]) -> Result<Key> {
         let Some((first, rest)) = commits.split_first() else {
             return Err(Error::state("common ancestor of no commits"));
         };
+        if let Some(found) = self.common_ancestor_by_generation(commits) {
+            return found.ok_or_else(|| Error::state("the commits have no common ancestor"));
+        }
         let others: Vec<HashSet<Key>> = rest.iter().map(|c| self.ancestry(&[*c]).into_iter().collect()).collect();
         self.ancestry(&[*first])
             .into_iter()
             .find(|k| others.iter().all(|s| s.contains(k)))
             .ok_or_else(|| Error::state("the commits have no common ancestor"))
+    }
+
+    /// The generation-ordered walk of [`Repository::common_ancestor`]; `None` if a commit it
+    /// meets has no known generation.
+    fn common_ancestor_by_generation(&self, commits: &[Key]) -> Option<Option<Key>> {
+        let seeds = commits.iter().map(|&k| Some((k, self.generation(k)?))).collect::<Option<Vec<_>>>()?;
+        let mut walk = MergeBase::new(&seeds)?;
+        loop {
+            match walk.step() {
+                WalkStep::Found(k) => return Some(Some(k)),
+                WalkStep::Exhausted => return Some(None),
+                WalkStep::Expand(k) => {
+                    let mut parents = Vec::new();
+                    for p in self.commits.get(&k).into_iter().flat_map(|c| c.parent_keys()) {
+                        if self.commits.contains_key(&p) {
+                            parents.push((p, self.generation(p)?));
+                        }
+                    }
+                    walk.reach(k, &parents);
+                }
+            }
+        }
     }
 
     /// The first-parent history of every head of a branch, newest first, each commit once.
@@ -794,6 +910,15 @@ impl Repository {
 
     /// Resolves a treeish (`~N`, `^N`, and sequences of them) from a commit.
     pub fn resolve_treeish_from(&self, start: Key, treeish: &str) -> Result<Key> {
+        match self.walk_treeish(start, treeish)? {
+            Ok(k) => Ok(k),
+            Err(k) => Err(Error::Treeish { treeish: treeish.to_owned(), reason: format!("commit {k} is not present") }),
+        }
+    }
+
+    /// Resolves a treeish as far as the present commits go: `Ok(Err(k))` when it needs commit
+    /// `k`, which is not present.
+    pub fn walk_treeish(&self, start: Key, treeish: &str) -> Result<std::result::Result<Key, Key>> {
         let fail = |reason: String| Error::Treeish { treeish: treeish.to_owned(), reason };
         let mut at = start;
         let chars: Vec<char> = treeish.chars().collect();
@@ -810,11 +935,11 @@ impl Repository {
             } else {
                 chars[start..i].iter().collect::<String>().parse().map_err(|_| fail("count too large".into()))?
             };
-            let commit = |k: Key| self.commits.get(&k).ok_or_else(|| fail(format!("commit {k} is not present")));
             match op {
                 '~' => {
                     for step in 0..count {
-                        at = commit(at)?
+                        let Some(c) = self.commits.get(&at) else { return Ok(Err(at)) };
+                        at = c
                             .first_parent()
                             .ok_or_else(|| fail(format!("{at} has no parent ({} of {count} steps back)", step + 1)))?;
                     }
@@ -823,7 +948,7 @@ impl Repository {
                     if count == 0 {
                         continue;
                     }
-                    let c = commit(at)?;
+                    let Some(c) = self.commits.get(&at) else { return Ok(Err(at)) };
                     at = c
                         .parents
                         .get(count - 1)
@@ -835,7 +960,7 @@ impl Repository {
                 }
             }
         }
-        Ok(at)
+        Ok(Ok(at))
     }
 
     // ----- divergence and merge ---------------------------------------------------------------
@@ -1033,5 +1158,80 @@ impl Repository {
                 .ok_or_else(|| Error::state(format!("commit {k} has no root object")))
         };
         merge::diff_graphs(&self.registry, &self.elements, root_of(from)?, root_of(to)?)
+    }
+}
+
+/// True if a commit of generation `at` lies below `floor`, so that it cannot have a commit of
+/// generation `floor` in its history (unknown generations never prune).
+pub(crate) fn below_floor(at: Option<u64>, floor: Option<u64>) -> bool {
+    matches!((at, floor), (Some(at), Some(floor)) if at <= floor)
+}
+
+/// One step of [`MergeBase`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WalkStep {
+    /// Every side reaches this commit: a common ancestor of the highest generation.
+    Found(Key),
+    /// Read this commit's parents and report them with [`MergeBase::reach`].
+    Expand(Key),
+    /// No common ancestor.
+    Exhausted,
+}
+
+/// The merge-base walk: every side walks down from its commit in generation order (highest
+/// first, ties by key), marking what it reaches; the first commit every side has reached is a
+/// common ancestor that no other common ancestor descends from. It visits only commits above
+/// that ancestor's generation (and that ancestor), never the history below it. The same walk
+/// serves the repository in memory and the store (which reads parents as it goes), so both
+/// give the same answer.
+#[derive(Debug)]
+pub(crate) struct MergeBase {
+    heap: BinaryHeap<(u64, Key)>,
+    sides: HashMap<Key, u64>,
+    expanded: HashMap<Key, u64>,
+    all: u64,
+}
+
+impl MergeBase {
+    /// A walk from commits with known generations; `None` for none or more than 64.
+    pub(crate) fn new(seeds: &[(Key, u64)]) -> Option<MergeBase> {
+        if seeds.is_empty() || seeds.len() > 64 {
+            return None;
+        }
+        let all = if seeds.len() == 64 { u64::MAX } else { (1u64 << seeds.len()) - 1 };
+        let mut walk = MergeBase { heap: BinaryHeap::new(), sides: HashMap::new(), expanded: HashMap::new(), all };
+        for (i, &(k, g)) in seeds.iter().enumerate() {
+            *walk.sides.entry(k).or_default() |= 1 << i;
+            walk.heap.push((g, k));
+        }
+        Some(walk)
+    }
+
+    /// The next commit to look at.
+    pub(crate) fn step(&mut self) -> WalkStep {
+        while let Some((_, k)) = self.heap.pop() {
+            let sides = self.sides[&k];
+            if self.expanded.get(&k) == Some(&sides) {
+                continue;
+            }
+            self.expanded.insert(k, sides);
+            if sides == self.all {
+                return WalkStep::Found(k);
+            }
+            return WalkStep::Expand(k);
+        }
+        WalkStep::Exhausted
+    }
+
+    /// Reports the present parents of an expanded commit, with their generations.
+    pub(crate) fn reach(&mut self, commit: Key, parents: &[(Key, u64)]) {
+        let sides = self.sides[&commit];
+        for &(p, g) in parents {
+            let s = self.sides.entry(p).or_default();
+            if *s | sides != *s {
+                *s |= sides;
+                self.heap.push((g, p));
+            }
+        }
     }
 }

@@ -86,6 +86,8 @@ async fn walkthrough(dir: &std::path::Path) -> anyhow::Result<()> {
     let mut stored =
         StoredRepository::open(&store, Registry::builtin(), &key).await?.expect("the repository was saved");
     stored.checkout(Checkout::branch(MASTER)).await?;
+    // The log shows the whole history: read it (opening reads only the heads).
+    stored.load_history().await?;
     println!("\nreopened {key} from {}", dir.display());
     let repo = stored.repository();
 

@@ -61,11 +61,15 @@ impl Session {
         self.wd.write_state(&self.state.borrow())
     }
 
-    /// The repository: as stored, or new if nothing was committed yet.
+    /// The repository: as stored (its whole history: the commands show, search and walk it),
+    /// or new if nothing was committed yet.
     pub async fn repo(&self) -> Result<Stored<'_>> {
         let key = &self.wd.config.repository;
         Ok(match StoredRepository::open(&self.store, self.registry.clone(), key).await? {
-            Some(s) => s,
+            Some(mut s) => {
+                s.load_history().await?;
+                s
+            }
             None => StoredRepository::create(
                 &self.store,
                 Repository::with_key(self.registry.clone(), key.clone(), self.wd.algorithm()?),

@@ -184,10 +184,18 @@ impl<S: Store> Datastore<S> {
                 lacking.len()
             )));
         }
-        // Sent commits the store already indexes are freshened too; every other sent element
-        // is written again below, stored or not.
+        // Sent commits the store already indexes are freshened too (read by key and written
+        // again); every other sent element is written again below, stored or not.
         let sent_commits: Vec<Key> = received.values().filter(|e| e.ty() == TypeId::COMMIT).map(|e| e.key()).collect();
         drop(received);
+        let indexed: HashSet<Key> = if sent_commits.is_empty() {
+            HashSet::new()
+        } else {
+            let started = Instant::now();
+            let present = self.store.freshen_rows(sent_commits.iter().map(|k| k.as_bytes().to_vec()).collect()).await?;
+            check_freshen_time(started)?;
+            sent_commits.iter().zip(present).filter(|(_, p)| *p).map(|(k, _)| *k).collect()
+        };
 
         let store = &*self.store;
         let mut stored = match StoredRepository::open(store, self.registry.clone(), &repository_key).await? {
@@ -204,35 +212,21 @@ impl<S: Store> Datastore<S> {
                 alg.name()
             )));
         }
-        let indexed: Vec<Vec<u8>> = sent_commits
-            .iter()
-            .filter(|k| stored.repository().commit_info(**k).is_ok())
-            .map(|k| k.as_bytes().to_vec())
-            .collect();
-        if !indexed.is_empty() {
-            let started = Instant::now();
-            let present = self.store.freshen_rows(indexed).await?;
-            check_freshen_time(started)?;
-            if present.contains(&false) {
-                // Removed (by gc) since the repository was read: a retry writes it anew.
-                return Err(ServiceError::new(
-                    dsf_proto::net::ooici::core::message::ion_msg::ResponseCodes::ServiceUnavailable,
-                    format!("a commit of the push to {repository_key} was removed while it was stored: retry the push"),
-                ));
-            }
-        }
-        let repo = stored.repository_mut();
         // Objects are all written again; a commit is written unless indexed (freshened above);
         // a commit stored only as a blob (put_blobs) is not in the history yet: index it.
         let fresh: Vec<Element> =
-            elements.into_iter().filter(|e| e.ty() != TypeId::COMMIT || repo.commit_info(e.key()).is_err()).collect();
-        repo.add_elements(fresh)?;
-        repo.receive_branches(branches, nicknames)?;
+            elements.into_iter().filter(|e| e.ty() != TypeId::COMMIT || !indexed.contains(&e.key())).collect();
+        // Only the commits the heads decision walks are read (see StoredRepository).
+        stored.add_elements(fresh).await?;
+        stored.receive_branches(branches, nicknames).await?;
         stored.save().await?;
         Ok(StoredHeads::of(stored.repository(), stored.heads_version().unwrap_or_default()))
     }
 
-    /// A pull: the heads, every commit not in `have`, and (with `head_content`) every element
+    /// A pull: the heads, every commit reachable from them that is neither in `have` nor in
+    /// the history of a commit in `have` (found by walking down from the heads in generation
+    /// order, reading no commit below what the client holds; see
+    /// [`StoredRepository::lacking`]), and (with `head_content`) every element
     /// reachable from the heads' roots that is not in `have` (nor below a key in `have`), not
     /// following links to `excluded` types.
     pub async fn pull(
@@ -242,13 +236,10 @@ impl<S: Store> Datastore<S> {
         head_content: bool,
         excluded: &[TypeId],
     ) -> Result<Pulled> {
-        let stored = self.open(key).await?;
+        let mut stored = self.open(key).await?;
+        let lacking = stored.lacking(have).await?;
         let repo = stored.repository();
-        let commits: Vec<Element> = repo
-            .commits()
-            .filter(|c| !have.contains(&c.key))
-            .filter_map(|c| repo.elements().get(&c.key).cloned())
-            .collect();
+        let commits: Vec<Element> = lacking.iter().filter_map(|k| repo.elements().get(k).cloned()).collect();
         let mut blobs = Vec::new();
         if head_content {
             let roots: Vec<Key> = repo
@@ -338,16 +329,24 @@ impl<S: Store> Datastore<S> {
         treeish: Option<&str>,
         excluded: &[TypeId],
     ) -> Result<(Key, Vec<Element>)> {
-        let stored = self.open(key).await?;
-        let repo = stored.repository();
+        let mut stored = self.open(key).await?;
         let branch = branch.filter(|b| !b.is_empty()).unwrap_or(MASTER_BRANCH);
+        // Only the commit asked for, or the heads and the steps of the treeish, are read.
         let commit = match (commit, treeish.filter(|t| !t.is_empty())) {
             (Some(c), _) => {
-                repo.commit_info(c).map_err(|_| ServiceError::not_found(format!("commit {c} is not in {key}")))?;
+                stored.load_commits(&[c]).await?;
+                stored
+                    .repository()
+                    .commit_info(c)
+                    .map_err(|_| ServiceError::not_found(format!("commit {c} is not in {key}")))?;
                 c
             }
-            (None, Some(t)) => repo.resolve_treeish(t, branch).map_err(|e| ServiceError::internal(e.to_string()))?,
+            (None, Some(t)) => {
+                stored.resolve_treeish(t, branch).await.map_err(|e| ServiceError::internal(e.to_string()))?
+            }
             (None, None) => {
+                stored.load_heads().await?;
+                let repo = stored.repository();
                 let b = repo
                     .get_branch(branch)
                     .ok_or_else(|| ServiceError::not_found(format!("repository {key} has no branch {branch:?}")))?;
@@ -358,7 +357,8 @@ impl<S: Store> Datastore<S> {
                     .ok_or_else(|| ServiceError::not_found(format!("branch {branch:?} of {key} has no commits")))?
             }
         };
-        let root = repo
+        let root = stored
+            .repository()
             .commit_info(commit)?
             .root
             .as_ref()

@@ -10,6 +10,7 @@ mod datastore;
 mod extract;
 mod fuzz;
 mod grpc;
+mod history;
 mod maint;
 mod multi;
 mod preload;

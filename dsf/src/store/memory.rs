@@ -181,6 +181,18 @@ impl IndexStore for MemoryStore {
         })
     }
 
+    fn get_rows(&self, keys: Vec<Vec<u8>>) -> impl Future<Output = StoreResult<Vec<Option<Row>>>> + Send {
+        self.with(|i| {
+            Ok(keys
+                .into_iter()
+                .map(|k| {
+                    let r = i.rows.get(&k)?;
+                    Some(Row { value: Some(r.value.clone()), attributes: r.attributes.clone(), key: k })
+                })
+                .collect())
+        })
+    }
+
     fn query(&self, predicates: Vec<Predicate>) -> impl Future<Output = StoreResult<Vec<Row>>> + Send {
         let checked = check_predicates(&self.indexed, &predicates);
         self.with(move |i| {

@@ -145,6 +145,10 @@ pub trait KvStore: Send + Sync {
 }
 
 /// ION's `IIndexStore`: a key-value store whose rows carry indexed attributes.
+///
+/// An attribute whose name begins with [`STORED_ONLY_PREFIX`] is stored with its row and read
+/// back with it ([`IndexStore::get_rows`]) but never indexed: no query can name it, and it
+/// costs no index entry (e.g. [`GENERATION`]).
 pub trait IndexStore: KvStore {
     /// The indexed attribute names.
     fn indexed_attributes(&self) -> Vec<String>;
@@ -166,6 +170,20 @@ pub trait IndexStore: KvStore {
     /// The rows matching every predicate (at least one [`Predicate::Eq`] with a non-empty
     /// value), with their values and all attributes, ordered by key.
     fn query(&self, predicates: Vec<Predicate>) -> impl Future<Output = StoreResult<Vec<Row>>> + Send;
+    /// The rows of exactly the requested keys, in order, with their values and all attributes
+    /// (stored-only ones included); `None` for a key that is absent. The default reads the
+    /// values alone ([`KvStore::batch_get`]) and reports no attributes; every backend of this
+    /// workspace reads the attributes too.
+    fn get_rows(&self, keys: Vec<Vec<u8>>) -> impl Future<Output = StoreResult<Vec<Option<Row>>>> + Send {
+        async move {
+            let values = self.batch_get(keys.clone()).await?;
+            Ok(keys
+                .into_iter()
+                .zip(values)
+                .map(|(key, value)| value.map(|v| Row { key, value: Some(v), attributes: BTreeMap::new() }))
+                .collect())
+        }
+    }
 }
 
 /// What one save of a repository writes: new blobs and commit rows, then the heads record by
@@ -229,10 +247,24 @@ pub const COMMIT_ATTRIBUTES: [&str; 14] = [
     "keyword",
 ];
 
-/// Checks the rules every [`IndexStore`] enforces, so backends share one definition: every
-/// attribute name is indexed and none is `value`.
+/// Attributes whose names begin with this are stored with their row but never indexed.
+pub const STORED_ONLY_PREFIX: &str = "_";
+
+/// The stored-only attribute of a commit row that holds the commit's generation: 1 for a commit
+/// without parents, else 1 + the largest generation of its parents, in decimal ASCII. Rows
+/// written before generations were kept have none.
+pub const GENERATION: &str = "_generation";
+
+/// True if an attribute of this name is stored but never indexed (see [`STORED_ONLY_PREFIX`]).
+pub fn is_stored_only(name: &str) -> bool {
+    name.starts_with(STORED_ONLY_PREFIX)
+}
+
+/// Checks the rules every [`IndexStore`] enforces on written attributes, so backends share one
+/// definition: every attribute name is indexed or stored-only, and none is `value`.
 pub fn check_attributes<'a>(indexed: &[String], names: impl IntoIterator<Item = &'a String>) -> StoreResult<()> {
-    let bad: Vec<&String> = names.into_iter().filter(|n| n.as_str() == "value" || !indexed.contains(n)).collect();
+    let bad: Vec<&String> =
+        names.into_iter().filter(|n| n.as_str() == "value" || (!indexed.contains(n) && !is_stored_only(n))).collect();
     if bad.is_empty() {
         Ok(())
     } else {
@@ -257,8 +289,13 @@ pub fn check_query(predicates: &[Predicate]) -> StoreResult<()> {
 /// Checks a query before it runs: at least one equality, and only indexed attributes.
 pub fn check_predicates(indexed: &[String], predicates: &[Predicate]) -> StoreResult<()> {
     check_query(predicates)?;
-    let names: Vec<String> = predicates.iter().map(|p| p.attribute().to_owned()).collect();
-    check_attributes(indexed, names.iter())
+    let bad: Vec<&str> =
+        predicates.iter().map(|p| p.attribute()).filter(|n| *n == "value" || !indexed.iter().any(|i| i == n)).collect();
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!("these attributes are not indexed: {}", bad.join(", "))))
+    }
 }
 
 impl Predicate {

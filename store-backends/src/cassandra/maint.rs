@@ -161,7 +161,13 @@ impl Maintenance for CassandraStore {
         let entries: Vec<(String, Vec<u8>, Vec<u8>)> = keys
             .iter()
             .zip(attributes)
-            .flat_map(|(k, attrs)| attrs.into_iter().map(move |(n, v)| (n, v, k.clone())))
+            .flat_map(|(k, attrs)| {
+                // Only what was indexed has an entry: non-empty values of indexed attributes.
+                attrs
+                    .into_iter()
+                    .filter(|(n, v)| !v.is_empty() && !dsf::store::is_stored_only(n))
+                    .map(move |(n, v)| (n, v, k.clone()))
+            })
             .collect();
         let delete_entry = self
             .prepare(format!(

@@ -8,7 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use dsf::store::{
-    IndexStore, KvStore, Predicate, Row, StoreError, StoreResult, check_attributes, check_predicates, matches,
+    IndexStore, KvStore, Predicate, Row, StoreError, StoreResult, check_attributes, check_predicates, is_stored_only,
+    matches,
 };
 use futures::{StreamExt, TryStreamExt, stream};
 
@@ -181,14 +182,14 @@ impl Plan {
             }
         };
         self.rows.push(row);
-        // Empty values are not indexed: no query scans by one.
-        for (name, value) in new.into_iter().filter(|(_, v)| !v.is_empty()) {
+        // Empty values are not indexed (no query scans by one), nor stored-only attributes.
+        for (name, value) in new.into_iter().filter(|(n, v)| !v.is_empty() && !is_stored_only(n)) {
             self.index_inserts.push(Write::IndexInsert { name, value, key: key.clone(), ts });
         }
     }
 
     fn delete_entries(&mut self, key: &[u8], entries: impl Iterator<Item = (String, Vec<u8>)>, ts: i64) {
-        for (name, value) in entries.filter(|(_, v)| !v.is_empty()) {
+        for (name, value) in entries.filter(|(n, v)| !v.is_empty() && !is_stored_only(n)) {
             self.index_deletes.push(Write::IndexDelete { name, value, key: key.to_vec(), ts });
         }
     }
@@ -242,7 +243,7 @@ impl KvStore for CassandraStore {
         let deletes = old
             .attributes
             .into_iter()
-            .filter(|(_, value)| !value.is_empty())
+            .filter(|(name, value)| !value.is_empty() && !is_stored_only(name))
             .map(|(name, value)| Write::IndexDelete { name, value, key: key.clone(), ts })
             .collect();
         self.run(deletes).await
@@ -278,6 +279,15 @@ impl IndexStore for CassandraStore {
             checked?;
             self.write_rows(rows).await
         }
+    }
+
+    async fn get_rows(&self, keys: Vec<Vec<u8>>) -> StoreResult<Vec<Option<Row>>> {
+        let rows = self.each(keys.clone(), |k| self.read_row(k)).await?;
+        Ok(keys
+            .into_iter()
+            .zip(rows)
+            .map(|(key, r)| r.value.map(|value| Row { key, value: Some(value), attributes: r.attributes }))
+            .collect())
     }
 
     fn query(&self, predicates: Vec<Predicate>) -> impl Future<Output = StoreResult<Vec<Row>>> + Send {

@@ -137,6 +137,7 @@ pub(super) fn index_prefix(name: &str, value: &[u8]) -> Vec<u8> {
 pub(super) fn index_keys(key: &[u8], row: Option<&StoredRow>) -> BTreeSet<Vec<u8>> {
     row.iter()
         .flat_map(|r| &r.attributes)
+        .filter(|(name, _)| !dsf::store::is_stored_only(name))
         .map(|(name, value)| {
             let mut entry = index_prefix(name, value);
             entry.extend_from_slice(key);

@@ -184,6 +184,17 @@ impl IndexStore for RocksStore {
         })
     }
 
+    fn get_rows(&self, keys: Vec<Vec<u8>>) -> impl Future<Output = StoreResult<Vec<Option<Row>>>> + Send {
+        self.blocking(move |s| {
+            let rows = s.rows(&keys, &ReadOptions::default())?;
+            Ok(keys
+                .into_iter()
+                .zip(rows)
+                .map(|(key, r)| r.map(|r| Row { key, value: Some(r.value), attributes: r.attributes }))
+                .collect())
+        })
+    }
+
     fn query(&self, predicates: Vec<Predicate>) -> impl Future<Output = StoreResult<Vec<Row>>> + Send {
         let checked = check_predicates(&self.shared.indexed, &predicates);
         self.blocking(move |s| {

@@ -54,6 +54,9 @@ async fn check(dir: &std::path::Path, reported: &[Key]) {
         assert_eq!(stored.repository().children(root).unwrap().len(), distinct.len(), "every linked object is present");
     }
     for c in reported {
+        for h in &heads {
+            stored.load_ancestry_between(*c, *h).await.unwrap();
+        }
         assert!(heads.iter().any(|h| stored.repository().is_ancestor(*c, *h)), "reported commit {c} was lost");
     }
 }

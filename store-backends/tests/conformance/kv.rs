@@ -220,6 +220,33 @@ pub async fn unindexed_attribute_error<F: Fixture>(f: F) {
     assert_eq!(f.store().get(k("x")).await.unwrap(), None);
 }
 
+/// Stored-only attributes (names beginning with `_`): written and read back with their row by
+/// key (`get_rows`, in request order, `None` for an absent key) and by query, kept by
+/// attribute-only updates of other attributes, and never indexed: a query cannot name one.
+pub async fn stored_only_attributes<F: Fixture>(f: F) {
+    let s = f.store();
+    s.batch_put_rows(vec![
+        row("a", "va", &[("branch_name", "m"), ("_generation", "7")]),
+        row("b", "vb", &[("branch_name", ""), ("_generation", "8")]),
+    ])
+    .await
+    .unwrap();
+    s.update_index(k("a"), attrs(&[("branch_name", "")])).await.unwrap();
+    let got = s.get_rows(vec![k("b"), k("none"), k("a")]).await.unwrap();
+    assert_eq!(got[0], Some(row("b", "vb", &[("branch_name", ""), ("_generation", "8")])));
+    assert_eq!(got[1], None);
+    assert_eq!(got[2], Some(row("a", "va", &[("branch_name", ""), ("_generation", "7")])));
+    s.put_row(row("q", "vq", &[("keyword", "w"), ("_generation", "1")])).await.unwrap();
+    assert_eq!(
+        s.query(vec![eq("keyword", "w")]).await.unwrap(),
+        vec![row("q", "vq", &[("keyword", "w"), ("_generation", "1")])]
+    );
+    let err = s.query(vec![eq("_generation", "1")]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    let err = s.query(vec![eq("keyword", "w"), gt("_generation", "")]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+}
+
 /// Blobs: batch put, get and has in request order; a second put of a key is harmless.
 pub async fn blobs<F: Fixture>(f: F) {
     let registry = Registry::builtin();

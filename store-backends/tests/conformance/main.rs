@@ -3,7 +3,7 @@
 //! Every backend (memory, RocksDB, Cassandra) runs the same tests: ION's `IStore` and
 //! `IndexStore` behaviours (spec §7.7), blobs, compare-and-set of heads with exactly one winner
 //! among concurrent writers, repositories that survive reopening, and a model test of random
-//! operations against a `BTreeMap`, and maintenance (paged listing, idempotent and conditional
+//! operations against a `BTreeMap`, stored-only attributes, and maintenance (paged listing, idempotent and conditional
 //! deletion, freshening). The Cassandra tests need the test server
 //! (`scripts/cassandra start`); without it they fail, they are never skipped.
 
@@ -37,6 +37,7 @@ macro_rules! conformance {
                 kv::update_index,
                 kv::update_index_value_error,
                 kv::unindexed_attribute_error,
+                kv::stored_only_attributes,
                 kv::blobs,
                 kv::heads_compare_and_set,
                 kv::heads_one_winner,
@@ -45,6 +46,7 @@ macro_rules! conformance {
                 repositories::lazy_fetch_and_exclusions,
                 repositories::concurrent_writers_keep_every_head,
                 repositories::commit_rows_are_indexed,
+                repositories::rows_without_generations,
                 model::random_operations,
                 maint::listing,
                 maint::deletion,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use dsf::proto::net::ooici::play::{AddressLink, KeyValue, ListObj, Person};
 use dsf::store::persist::StoredRepository;
-use dsf::store::{IndexStore, Predicate};
+use dsf::store::{GENERATION, IndexStore, Predicate};
 use dsf::{Checkout, Key, MASTER_BRANCH as MASTER, Registry, Repository, TypeId};
 
 use crate::fixtures::Fixture;
@@ -51,6 +51,7 @@ pub async fn commit_reopen_checkout<F: Fixture>(mut f: F) {
     assert_eq!(stored.repository().workspace_len(), 6);
     assert_eq!(stored.repository().get_branch(MASTER).unwrap().heads, vec![second]);
     assert_eq!(stored.repository().get_branch("side").unwrap().heads, vec![second]);
+    stored.load_history().await.unwrap();
     let log: Vec<Key> = stored.repository().log(MASTER).unwrap().iter().map(|c| c.key).collect();
     assert_eq!(log, vec![second, first]);
     stored.checkout(Checkout::branch(MASTER).commit(first)).await.unwrap();
@@ -76,13 +77,16 @@ pub async fn lazy_fetch_and_exclusions<F: Fixture>(f: F) {
     stored.commit("two").await.unwrap();
 
     let mut fresh = StoredRepository::open(f.store(), registry, &key).await.unwrap().unwrap();
-    let commits = fresh.repository().elements().len();
-    assert_eq!(commits, 2, "open reads the commits only");
+    assert_eq!(fresh.repository().elements().len(), 0, "open reads the heads record only");
     fresh.checkout(Checkout::branch(MASTER).excluded_types([TypeId::of::<Person>()])).await.unwrap();
     assert_eq!(fresh.repository().workspace_len(), 1);
     let persons = fresh.repository().elements().iter().filter(|e| e.ty() == TypeId::of::<Person>()).count();
     assert!(persons <= 3, "excluded subtrees are not descended");
-    assert_eq!(fresh.repository().elements().len(), commits + 1 + persons, "only the head's book, not the first one");
+    assert_eq!(
+        fresh.repository().elements().len(),
+        1 + 1 + persons,
+        "the head commit and the head's book only, not the first commit nor its book"
+    );
     fresh.checkout(Checkout::branch(MASTER).excluded_types([])).await.unwrap();
     assert_eq!(fresh.repository().workspace_len(), 4);
 }
@@ -112,9 +116,12 @@ pub async fn concurrent_writers_keep_every_head<F: Fixture>(f: F) {
     }))
     .await;
     drop(writers);
-    let stored = StoredRepository::open(f.store(), registry.clone(), &key).await.unwrap().unwrap();
+    let mut stored = StoredRepository::open(f.store(), registry.clone(), &key).await.unwrap().unwrap();
     let heads = stored.repository().get_branch(MASTER).unwrap().heads.clone();
     for c in &commits {
+        for h in &heads {
+            stored.load_ancestry_between(*c, *h).await.unwrap();
+        }
         assert!(heads.iter().any(|h| stored.repository().is_ancestor(*c, *h)), "commit {c} is reachable from a head");
     }
     assert!(!heads.contains(&base));
@@ -156,4 +163,45 @@ pub async fn commit_rows_are_indexed<F: Fixture>(f: F) {
     assert_eq!(heads[0].attributes["branch_name"], master.as_bytes());
     let old = repo_rows.iter().find(|r| r.key == c1.as_bytes()).unwrap();
     assert_eq!(old.attributes["branch_name"], b"");
+    // Each row carries its commit's generation, stored but not indexed.
+    assert_eq!(old.attributes[GENERATION], b"1");
+    assert_eq!(heads[0].attributes[GENERATION], b"2");
+}
+
+/// Rows written before generations were kept carry none: such a repository still opens, checks
+/// out an old commit and walks (reading its whole history once), and its next commit is stored
+/// with the right generation, so later walks stop early again.
+pub async fn rows_without_generations<F: Fixture>(f: F) {
+    let registry = Registry::builtin();
+    let mut stored = StoredRepository::create(f.store(), Repository::new(registry.clone()));
+    let key = stored.repository().key().to_owned();
+    let kv = stored.repository_mut().create(&KeyValue { key: "k".into(), value: "v0".into() }).unwrap();
+    stored.repository_mut().set_root(kv).unwrap();
+    let mut commits = vec![stored.commit("0").await.unwrap()];
+    for i in 1..3 {
+        let root = stored.repository().root().unwrap();
+        stored.repository_mut().update::<KeyValue>(root, |kv| kv.value = format!("v{i}")).unwrap();
+        commits.push(stored.commit(&i.to_string()).await.unwrap());
+    }
+    // Written as before generations: the same rows without the attribute.
+    let rows = f.store().query(vec![Predicate::Eq("repository_key".into(), key.as_bytes().to_vec())]).await.unwrap();
+    assert_eq!(rows.len(), 3);
+    for mut row in rows {
+        assert!(row.attributes.remove(GENERATION).is_some());
+        f.store().put_row(row).await.unwrap();
+    }
+    let mut old = StoredRepository::open(f.store(), registry.clone(), &key).await.unwrap().unwrap();
+    old.checkout(Checkout::branch(MASTER).commit(commits[0])).await.unwrap();
+    let root = old.repository().root().unwrap();
+    assert_eq!(old.repository().get::<KeyValue>(root).unwrap().value, "v0");
+    old.checkout(Checkout::branch(MASTER)).await.unwrap();
+    let root = old.repository().root().unwrap();
+    old.repository_mut().update::<KeyValue>(root, |kv| kv.value = "v3".into()).unwrap();
+    let next = old.commit("3").await.unwrap();
+    let row = f.store().get_rows(vec![next.as_bytes().to_vec()]).await.unwrap().remove(0).unwrap();
+    assert_eq!(row.attributes[GENERATION], b"4");
+    let mut again = StoredRepository::open(f.store(), registry, &key).await.unwrap().unwrap();
+    again.load_ancestry_between(commits[0], next).await.unwrap();
+    assert!(again.repository().is_ancestor(commits[0], next));
+    assert!(!again.repository().is_ancestor(next, commits[0]));
 }
