@@ -508,19 +508,20 @@ impl AmqpClient {
         tally: &mut Tally,
     ) -> Result<()> {
         let CommitPages { branches, nicknames, commits } = pages;
-        let repo = stored.repository_mut();
+        let repo = stored.repository();
         let fresh: Vec<Element> = commits.into_iter().filter(|c| repo.commit_info(c.key()).is_err()).collect();
-        repo.add_elements(fresh)?;
+        // Added through the stored repository, which gives new commits their generations.
+        stored.add_elements(fresh).await?;
         if head_content {
+            let repo = stored.repository();
             let roots = roots_of(repo, &branches);
             let mut sink = StoreSink::new(store, repo.registry().clone());
             self.fetch_graphs(&mut sink, roots, excluded, descend, tally).await?;
             // The roots that index attributes are read from (associations, resources, terms).
             let kept = sink.kept;
-            stored.repository_mut().add_elements(kept)?;
+            stored.add_elements(kept).await?;
         }
-        let repo = stored.repository_mut();
-        repo.receive_branches(branches.clone(), nicknames)?;
+        stored.receive_branches(branches.clone(), nicknames).await?;
         stored.save().await?;
         self.state.remote_heads.lock().expect("not poisoned").insert(
             stored.repository().key().to_owned(),

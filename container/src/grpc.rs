@@ -796,6 +796,7 @@ impl GrpcClient {
         let mut parts = 1u64;
         let mut count = 0u64;
         let mut largest_part = 0u64;
+        let mut new_commits: Vec<Element> = Vec::new();
         while let Some(part) = self.next("pull", &mut stream, (parts, bytes)).await? {
             let n = part.encoded_len() as u64;
             bytes += n;
@@ -809,15 +810,16 @@ impl GrpcClient {
             count += elements.len() as u64;
             let (commits, objects): (Vec<Element>, Vec<Element>) =
                 elements.into_iter().partition(|e| e.ty() == TypeId::COMMIT);
-            let repo = stored.repository_mut();
-            let fresh: Vec<Element> = commits.into_iter().filter(|c| repo.commit_info(c.key()).is_err()).collect();
-            repo.add_elements(fresh)?;
+            let repo = stored.repository();
+            new_commits.extend(commits.into_iter().filter(|c| repo.commit_info(c.key()).is_err()));
             sink.accept(objects).await?;
         }
+        // Commit rows are small: they are added together, once their parents have all come, so
+        // the stored repository can give each its generation.
+        stored.add_elements(new_commits).await?;
         let kept = std::mem::take(&mut sink.kept);
-        let repo = stored.repository_mut();
-        repo.add_elements(kept)?;
-        repo.receive_branches(heads.branches, heads.nicknames)?;
+        stored.add_elements(kept).await?;
+        stored.receive_branches(heads.branches, heads.nicknames).await?;
         stored.save().await?;
         Ok(Transferred { parts, elements: count, bytes, largest_part })
     }
