@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use dsf::{Key, MergePolicy, TypeId};
+use dsf::{Key, MergePolicy, Repository, TypeId};
 use serde_json::json;
 
 use super::sync::*;
@@ -28,10 +28,21 @@ async fn fetch_into(
     remote.assume_heads(sr.repository().key(), s.wd.remote_heads(name)?.all());
     let mut progress = ui.progress(&format!("fetching from {name}"), None);
     let fetched = async {
-        let Some((state, mut elements)) = remote.fetch(sr.repository(), false).await? else {
+        let boundary = s.state().shallow.clone();
+        // Deepening: the remote is told of no commit, so it sends every commit row (no
+        // content) and the boundary moves by the generations asked for; a remote sends
+        // nothing below a commit the asker names, and a shallow copy cannot name its boundary
+        // in the pull request.
+        let deepening = !boundary.is_empty() && (opts.deepen.is_some() || opts.unshallow);
+        let asked = if deepening {
+            let repo = sr.repository();
+            remote.fetch(&Repository::with_key(repo.registry().clone(), repo.key(), repo.algorithm()), false).await?
+        } else {
+            remote.fetch(sr.repository(), false).await?
+        };
+        let Some((state, mut elements)) = asked else {
             return anyhow::Ok(None);
         };
-        let boundary = s.state().shallow.clone();
         if !boundary.is_empty() {
             let keep = shallow_keep(sr.repository(), &elements, &boundary, opts)?;
             elements.retain(|e| e.ty() != TypeId::COMMIT || keep.contains(&e.key()));
