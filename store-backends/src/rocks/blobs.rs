@@ -4,21 +4,20 @@ use std::future::Future;
 
 use dsf::key::Key;
 use dsf::store::{BlobRow, BlobStore, StoreResult};
-use rocksdb::{ReadOptions, WriteBatch};
+use rocksdb::ReadOptions;
 
 use super::RocksStore;
-use super::codec::{decode_blob, encode_blob};
+use super::codec::decode_blob;
+use super::group::Write;
 use super::schema::BLOBS;
 
 impl BlobStore for RocksStore {
     fn put_blobs(&self, rows: Vec<BlobRow>) -> impl Future<Output = StoreResult<()>> + Send {
         self.blocking(move |s| {
-            let cf = s.cf(BLOBS)?;
-            let mut batch = WriteBatch::default();
-            for row in &rows {
-                batch.put_cf(cf, row.key.as_bytes(), encode_blob(&row.element, &row.children));
+            if rows.is_empty() {
+                return Ok(());
             }
-            s.write(batch)
+            s.submit(Write::Blobs(rows)).map(|_| ())
         })
     }
 
