@@ -30,8 +30,9 @@
 //!
 //! # Atomicity and durability
 //!
-//! Every operation is one `WriteBatch` with the write-ahead log on: a batch of blobs, a batch of
-//! rows with the removal of their stale index entries, a heads record. Writes are fsynced by
+//! Every operation is one `WriteBatch` with the write-ahead log on, shared with the operations
+//! grouped with it: a batch of blobs, a batch of rows with the removal of their stale index
+//! entries, a heads record, a whole save. Writes are fsynced by
 //! default ([`RocksOptions::sync`]), so a write that returned survives a power loss. Without
 //! sync a write that returned still survives the writer being killed (`kill -9`), because the
 //! log is in the operating system's page cache, but not a crash of the machine.
@@ -46,7 +47,12 @@
 //! directory, within the process too), and clones of a [`RocksStore`] share it, so a mutex per
 //! open database makes each compare-and-set of heads (read, compare, write) exclusive. Row
 //! writes take a second mutex, because replacing a row reads its old attributes to remove their
-//! index entries. Blob writes take no lock: blobs are immutable. Queries read from one snapshot.
+//! index entries. Queries read from one snapshot.
+//!
+//! Writes are grouped (`group.rs`): saves, blob and row batches and compare-and-sets queue up,
+//! and one leader at a time writes everything queued as one write batch with one fsync, holding
+//! both mutexes, so concurrent writers share their fsyncs while each keeps the outcome it would
+//! have had alone.
 //!
 //! # Maintenance
 //!
