@@ -22,14 +22,14 @@ impl BlobStore for RocksStore {
     }
 
     fn get_blobs(&self, keys: Vec<Key>) -> impl Future<Output = StoreResult<Vec<Option<BlobRow>>>> + Send {
-        self.blocking(move |s| {
+        self.read(keys.len(), move |s| {
             let found = s.multi_get(s.cf(BLOBS)?, keys.iter().map(Key::as_bytes), false, &ReadOptions::default())?;
             keys.iter().zip(found).map(|(key, v)| v.map(|v| decode_blob(*key, &v)).transpose()).collect()
         })
     }
 
     fn has_blobs(&self, keys: Vec<Key>) -> impl Future<Output = StoreResult<Vec<bool>>> + Send {
-        self.blocking(move |s| {
+        self.read(keys.len(), move |s| {
             let found = s.multi_get(s.cf(BLOBS)?, keys.iter().map(Key::as_bytes), false, &ReadOptions::default())?;
             Ok(found.iter().map(Option::is_some).collect())
         })

@@ -35,7 +35,7 @@ pub(super) fn next_version(repository: &str, expected: Option<u64>) -> StoreResu
 
 impl HeadStore for RocksStore {
     fn get_heads(&self, repository: String) -> impl Future<Output = StoreResult<Option<Versioned>>> + Send {
-        self.blocking(move |s| s.get_heads(&repository))
+        self.read(1, move |s| s.get_heads(&repository))
     }
 
     fn cas_heads(

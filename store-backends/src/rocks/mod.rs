@@ -203,11 +203,26 @@ impl RocksStore {
         T: Send + 'static,
         F: FnOnce(&Shared) -> StoreResult<T> + Send + 'static,
     {
+        self.read(usize::MAX, f)
+    }
+
+    /// Runs the read `f` of `keys` keys when the returned future is polled: on the polling task
+    /// itself for at most [`INLINE_READ_KEYS`] keys (point lookups that RocksDB answers from its
+    /// memtables and block cache in microseconds, less than a hop to another thread costs),
+    /// else on tokio's blocking pool.
+    fn read<T, F>(&self, keys: usize, f: F) -> impl Future<Output = StoreResult<T>> + Send + 'static
+    where
+        T: Send + 'static,
+        F: FnOnce(&Shared) -> StoreResult<T> + Send + 'static,
+    {
         let shared = Arc::clone(&self.shared);
         async move {
             let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
                 StoreError::Backend("the RocksDB store runs on a tokio runtime and none is running".into())
             })?;
+            if keys <= INLINE_READ_KEYS {
+                return f(&shared);
+            }
             runtime
                 .spawn_blocking(move || f(&shared))
                 .await
@@ -215,6 +230,9 @@ impl RocksStore {
         }
     }
 }
+
+/// Reads of at most this many keys run on the calling task, not on the blocking pool.
+const INLINE_READ_KEYS: usize = 64;
 
 fn lock(mutex: &Mutex<()>) -> MutexGuard<'_, ()> {
     // The guarded state is in RocksDB, where every write is one atomic batch: a writer that

@@ -146,7 +146,7 @@ pub(super) fn change_of(r: Row) -> (Vec<u8>, Change) {
 
 impl KvStore for RocksStore {
     fn get(&self, key: Vec<u8>) -> impl Future<Output = StoreResult<Option<Bytes>>> + Send {
-        self.blocking(move |s| {
+        self.read(1, move |s| {
             let stored = s.db.get_pinned_cf(s.cf(ROWS)?, &key).map_err(db_error)?;
             Ok(stored.map(|v| decode_row(&key, &v)).transpose()?.map(|r| r.value))
         })
@@ -161,11 +161,11 @@ impl KvStore for RocksStore {
     }
 
     fn has_key(&self, key: Vec<u8>) -> impl Future<Output = StoreResult<bool>> + Send {
-        self.blocking(move |s| Ok(s.db.get_pinned_cf(s.cf(ROWS)?, &key).map_err(db_error)?.is_some()))
+        self.read(1, move |s| Ok(s.db.get_pinned_cf(s.cf(ROWS)?, &key).map_err(db_error)?.is_some()))
     }
 
     fn batch_get(&self, keys: Vec<Vec<u8>>) -> impl Future<Output = StoreResult<Vec<Option<Bytes>>>> + Send {
-        self.blocking(move |s| {
+        self.read(keys.len(), move |s| {
             Ok(s.rows(&keys, &ReadOptions::default())?.into_iter().map(|r| r.map(|r| r.value)).collect())
         })
     }
@@ -176,7 +176,7 @@ impl KvStore for RocksStore {
     }
 
     fn batch_has_key(&self, keys: Vec<Vec<u8>>) -> impl Future<Output = StoreResult<Vec<bool>>> + Send {
-        self.blocking(move |s| {
+        self.read(keys.len(), move |s| {
             let found = s.multi_get(s.cf(ROWS)?, &keys, false, &ReadOptions::default())?;
             Ok(found.iter().map(Option::is_some).collect())
         })
