@@ -4,7 +4,7 @@
 //! svccmp amqp-rpc   --broker URL [--rounds N] [--calls N]
 //! svccmp push-bytes --broker URL
 //! svccmp grpc-clone
-//! svccmp push-concurrency [--rounds N] [--seconds S]
+//! svccmp push-concurrency [--rounds N] [--seconds S] [--calls N]
 //! ```
 //!
 //! Prints `NAME DSF PEER` lines on stdout (progress on stderr):
@@ -18,7 +18,8 @@
 //!   repository from a datastore on RocksDB, in elements received per second (best round);
 //! - `push-concurrency RATE_8 RATE_1`: durable pushes per second of new small repositories to
 //!   one datastore on RocksDB (synced writes) over gRPC on loopback, with 8 concurrent pushers
-//!   and with one, best round of each.
+//!   and with one, best round of each; each pusher pushes at most N repositories (`--calls`,
+//!   default 300) for at most S seconds.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -34,7 +35,7 @@ use dsf_container::datastore::service::{DatastoreService, SERVICE};
 use dsf_store_backends::rocks::RocksStore;
 
 const USAGE: &str = "usage: svccmp (amqp-rpc | push-bytes) --broker URL [--rounds N] [--calls N] | grpc-clone [--rounds N] \
-                     | push-concurrency [--rounds N] [--seconds S]";
+                     | push-concurrency [--rounds N] [--seconds S] [--calls N]";
 
 fn small_repository(i: usize) -> Repository {
     let mut r = Repository::new(Registry::builtin());
@@ -256,15 +257,15 @@ async fn grpc_clone(rounds: usize) -> Result<(), String> {
 }
 
 /// Pushes of new small repositories by `pushers` concurrent clients (each with its own
-/// connection) for `seconds`, in pushes per second. Repository numbers start at `first`.
+/// connection), each pushing at most `per_pusher` repositories made beforehand, for at most
+/// `seconds`; in pushes per second. Repository numbers start at `first`.
 async fn pushes_per_second(
     clients: &[dsf_container::grpc::GrpcClient],
     pushers: usize,
+    per_pusher: usize,
     seconds: f64,
     first: usize,
 ) -> Result<(f64, usize), String> {
-    // Each pusher gets its repositories made beforehand, more than it can push in time.
-    let per_pusher = 4000;
     let work: Vec<Vec<Repository>> =
         (0..pushers).map(|p| (0..per_pusher).map(|i| small_repository(first + p * per_pusher + i)).collect()).collect();
     let t = Instant::now();
@@ -282,7 +283,7 @@ async fn pushes_per_second(
                     client.push(r).await.map_err(|e| e.to_string())?;
                     pushed += 1;
                 }
-                Err(format!("a pusher ran out of its {per_pusher} repositories before {seconds} s"))
+                Ok::<usize, String>(pushed)
             })
         })
         .collect();
@@ -293,7 +294,7 @@ async fn pushes_per_second(
     Ok((pushed as f64 / t.elapsed().as_secs_f64(), pushed))
 }
 
-async fn push_concurrency(rounds: usize, seconds: f64) -> Result<(), String> {
+async fn push_concurrency(rounds: usize, seconds: f64, per_pusher: usize) -> Result<(), String> {
     let (client, server, stop, _dir) = grpc_datastore().await?;
     let url = client.url().to_string();
     let mut clients = vec![client];
@@ -308,8 +309,8 @@ async fn push_concurrency(rounds: usize, seconds: f64) -> Result<(), String> {
         // Alternate which side runs first.
         let order: [usize; 2] = if round % 2 == 0 { [1, 8] } else { [8, 1] };
         for pushers in order {
-            let (rate, pushed) = pushes_per_second(&clients, pushers, seconds, first).await?;
-            first += pushers * 4000;
+            let (rate, pushed) = pushes_per_second(&clients, pushers, per_pusher, seconds, first).await?;
+            first += pushers * per_pusher;
             eprintln!("svccmp: round {}/{rounds}: {pushers} pusher(s): {pushed} pushes, {rate:.0} pushes/s", round + 1);
             if pushers == 1 {
                 best_one = best_one.max(rate);
@@ -352,7 +353,7 @@ fn main() -> std::process::ExitCode {
         "amqp-rpc" => broker.and_then(|b| runtime.block_on(amqp_rpc(&b, rounds, calls))),
         "push-bytes" => broker.and_then(|b| runtime.block_on(push_bytes(&b))),
         "grpc-clone" => runtime.block_on(grpc_clone(rounds)),
-        "push-concurrency" => runtime.block_on(push_concurrency(rounds, seconds)),
+        "push-concurrency" => runtime.block_on(push_concurrency(rounds, seconds, calls)),
         other => Err(format!("unknown subcommand {other:?}\n{USAGE}")),
     };
     match result {
