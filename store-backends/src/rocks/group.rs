@@ -24,7 +24,7 @@ use bytes::Bytes;
 use dsf::store::{BlobRow, Cas, SaveBatch, StoreError, StoreResult, Versioned};
 use rocksdb::WriteBatch;
 
-use super::codec::{StoredRow, db_error, encode_blob, encode_heads};
+use super::codec::{StoredRow, db_error, encode_blob_into, encode_heads};
 use super::heads::next_version;
 use super::rows::{Change, change_of};
 use super::schema::{BLOBS, HEADS};
@@ -55,11 +55,14 @@ pub(super) struct Overlay {
     pub(super) rows: HashMap<Vec<u8>, Option<StoredRow>>,
 }
 
+/// One staged change of one key: its column family, the key, and the new value (`None`:
+/// delete).
+pub(super) type Op = (&'static str, Vec<u8>, Option<Vec<u8>>);
+
 /// What one write adds to its group, kept apart until its staging succeeded.
 #[derive(Default)]
 pub(super) struct Staged {
-    /// Column family, key, and the new value (`None`: delete).
-    pub(super) ops: Vec<(&'static str, Vec<u8>, Option<Vec<u8>>)>,
+    pub(super) ops: Vec<Op>,
     /// The rows as this write leaves them.
     pub(super) rows: Vec<(Vec<u8>, Option<StoredRow>)>,
     heads: Option<(String, Versioned)>,
@@ -181,8 +184,10 @@ impl Shared {
 
     fn put_blobs_into(&self, blobs: &[BlobRow], batch: &mut WriteBatch) -> StoreResult<()> {
         let cf = self.cf(BLOBS)?;
+        let mut stored = Vec::new();
         for row in blobs {
-            batch.put_cf(cf, row.key.as_bytes(), encode_blob(&row.element, &row.children));
+            encode_blob_into(&mut stored, &row.element, &row.children);
+            batch.put_cf(cf, row.key.as_bytes(), &stored);
         }
         Ok(())
     }
