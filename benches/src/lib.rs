@@ -373,7 +373,18 @@ pub fn build_and_commit(repo: &mut Repository, shape: Shape, objects: usize, see
 /// A new repository holding one commit of `objects` objects of `shape` on `master`, checked
 /// out (everything loaded). Returns the repository and the commit key.
 pub fn committed(registry: &Registry, shape: Shape, objects: usize, seed: u64) -> Result<(Repository, Key)> {
-    let mut repo = new_repository(registry);
+    committed_as(registry, REPOSITORY_KEY, shape, objects, seed)
+}
+
+/// [`committed`], in a repository with key `key`.
+pub fn committed_as(
+    registry: &Registry,
+    key: &str,
+    shape: Shape,
+    objects: usize,
+    seed: u64,
+) -> Result<(Repository, Key)> {
+    let mut repo = Repository::with_key(registry.clone(), key, HashAlgorithm::Sha1);
     let commit = build_and_commit(&mut repo, shape, objects, seed, COMMIT_DATE)?;
     Ok((repo, commit))
 }
@@ -468,7 +479,12 @@ pub struct DiffFixture {
 
 /// A graph of `objects` objects committed, 1 % of its objects edited, and committed again.
 pub fn diff_fixture(registry: &Registry, shape: Shape, objects: usize, seed: u64) -> Result<DiffFixture> {
-    let (mut repo, from) = committed(registry, shape, objects, seed)?;
+    diff_fixture_as(registry, REPOSITORY_KEY, shape, objects, seed)
+}
+
+/// [`diff_fixture`], in a repository with key `key`.
+pub fn diff_fixture_as(registry: &Registry, key: &str, shape: Shape, objects: usize, seed: u64) -> Result<DiffFixture> {
+    let (mut repo, from) = committed_as(registry, key, shape, objects, seed)?;
     let changed = change_objects(&mut repo, one_percent(objects), seed, 0)?;
     let to = repo.commit_at("edit 1 %", COMMIT_DATE + 1.0)?;
     Ok(DiffFixture { repo, from, to, changed })

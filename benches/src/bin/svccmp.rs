@@ -4,6 +4,7 @@
 //! svccmp amqp-rpc   --broker URL [--rounds N] [--calls N]
 //! svccmp push-bytes --broker URL
 //! svccmp grpc-clone
+//! svccmp push-concurrency [--rounds N] [--seconds S] [--calls N]
 //! ```
 //!
 //! Prints `NAME DSF PEER` lines on stdout (progress on stderr):
@@ -14,7 +15,11 @@
 //!   encoding): bytes a client sent for an incremental push after 1 % of a 100 000-object graph
 //!   changed, and the encoded bytes of the elements that changed;
 //! - `grpc-clone OBJECTS_PER_S ELEMENTS`: a clone over gRPC (loopback) of a 100 000-object
-//!   repository from a datastore on RocksDB, in elements received per second (best round).
+//!   repository from a datastore on RocksDB, in elements received per second (best round);
+//! - `push-concurrency RATE_8 RATE_1`: durable pushes per second of new small repositories to
+//!   one datastore on RocksDB (synced writes) over gRPC on loopback, with 8 concurrent pushers
+//!   and with one, best round of each; each pusher pushes at most N repositories (`--calls`,
+//!   default 300) for at most S seconds.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -29,8 +34,8 @@ use dsf_container::datastore::Datastore;
 use dsf_container::datastore::service::{DatastoreService, SERVICE};
 use dsf_store_backends::rocks::RocksStore;
 
-const USAGE: &str =
-    "usage: svccmp (amqp-rpc | push-bytes) --broker URL [--rounds N] [--calls N] | grpc-clone [--rounds N]";
+const USAGE: &str = "usage: svccmp (amqp-rpc | push-bytes) --broker URL [--rounds N] [--calls N] | grpc-clone [--rounds N] \
+                     | push-concurrency [--rounds N] [--seconds S] [--calls N]";
 
 fn small_repository(i: usize) -> Repository {
     let mut r = Repository::new(Registry::builtin());
@@ -251,16 +256,86 @@ async fn grpc_clone(rounds: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// Pushes of new small repositories by `pushers` concurrent clients (each with its own
+/// connection), each pushing at most `per_pusher` repositories made beforehand, for at most
+/// `seconds`; in pushes per second. Repository numbers start at `first`.
+async fn pushes_per_second(
+    clients: &[dsf_container::grpc::GrpcClient],
+    pushers: usize,
+    per_pusher: usize,
+    seconds: f64,
+    first: usize,
+) -> Result<(f64, usize), String> {
+    let work: Vec<Vec<Repository>> =
+        (0..pushers).map(|p| (0..per_pusher).map(|i| small_repository(first + p * per_pusher + i)).collect()).collect();
+    let t = Instant::now();
+    let tasks: Vec<_> = work
+        .into_iter()
+        .zip(clients)
+        .map(|(repos, client)| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut pushed = 0usize;
+                for r in &repos {
+                    if t.elapsed().as_secs_f64() >= seconds {
+                        return Ok(pushed);
+                    }
+                    client.push(r).await.map_err(|e| e.to_string())?;
+                    pushed += 1;
+                }
+                Ok::<usize, String>(pushed)
+            })
+        })
+        .collect();
+    let mut pushed = 0;
+    for task in tasks {
+        pushed += task.await.map_err(|e| e.to_string())??;
+    }
+    Ok((pushed as f64 / t.elapsed().as_secs_f64(), pushed))
+}
+
+async fn push_concurrency(rounds: usize, seconds: f64, per_pusher: usize) -> Result<(), String> {
+    let (client, server, stop, _dir) = grpc_datastore().await?;
+    let url = client.url().to_string();
+    let mut clients = vec![client];
+    for _ in 1..8 {
+        clients.push(
+            dsf_container::grpc::GrpcClient::connect(&url, Registry::builtin()).await.map_err(|e| e.to_string())?,
+        );
+    }
+    let (mut best_one, mut best_eight) = (0.0f64, 0.0f64);
+    let mut first = 0;
+    for round in 0..rounds {
+        // Alternate which side runs first.
+        let order: [usize; 2] = if round % 2 == 0 { [1, 8] } else { [8, 1] };
+        for pushers in order {
+            let (rate, pushed) = pushes_per_second(&clients, pushers, per_pusher, seconds, first).await?;
+            first += pushers * per_pusher;
+            eprintln!("svccmp: round {}/{rounds}: {pushers} pusher(s): {pushed} pushes, {rate:.0} pushes/s", round + 1);
+            if pushers == 1 {
+                best_one = best_one.max(rate);
+            } else {
+                best_eight = best_eight.max(rate);
+            }
+        }
+    }
+    println!("push-concurrency {best_eight:.1} {best_one:.1}");
+    let _ = stop.send(());
+    server.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut broker = None;
-    let (mut rounds, mut calls) = (3, 300);
+    let (mut rounds, mut calls, mut seconds) = (3, 300, 3.0);
     let mut i = 1;
     while i < args.len() {
         match (args[i].as_str(), args.get(i + 1)) {
             ("--broker", Some(v)) => broker = Some(v.clone()),
             ("--rounds", Some(v)) => rounds = v.parse().unwrap_or(rounds),
             ("--calls", Some(v)) => calls = v.parse().unwrap_or(calls),
+            ("--seconds", Some(v)) => seconds = v.parse().unwrap_or(seconds),
             _ => {
                 eprintln!("svccmp: {USAGE}");
                 return std::process::ExitCode::from(2);
@@ -278,6 +353,7 @@ fn main() -> std::process::ExitCode {
         "amqp-rpc" => broker.and_then(|b| runtime.block_on(amqp_rpc(&b, rounds, calls))),
         "push-bytes" => broker.and_then(|b| runtime.block_on(push_bytes(&b))),
         "grpc-clone" => runtime.block_on(grpc_clone(rounds)),
+        "push-concurrency" => runtime.block_on(push_concurrency(rounds, seconds, calls)),
         other => Err(format!("unknown subcommand {other:?}\n{USAGE}")),
     };
     match result {

@@ -64,11 +64,19 @@ fn take_field<'a>(input: &mut &'a [u8]) -> Option<&'a [u8]> {
     Some(field)
 }
 
+#[cfg(test)]
 pub(super) fn encode_blob(element: &[u8], children: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(element.len() + children.len() + 5);
-    put_field(&mut out, element);
-    out.extend_from_slice(children);
+    encode_blob_into(&mut out, element, children);
     out
+}
+
+/// Replaces the contents of `out` with the stored form of a blob, so that one buffer serves a
+/// whole batch of blobs.
+pub(super) fn encode_blob_into(out: &mut Vec<u8>, element: &[u8], children: &[u8]) {
+    out.clear();
+    put_field(out, element);
+    out.extend_from_slice(children);
 }
 
 pub(super) fn decode_blob(key: Key, stored: &[u8]) -> StoreResult<BlobRow> {

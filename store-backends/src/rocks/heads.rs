@@ -5,9 +5,10 @@ use std::future::Future;
 use bytes::Bytes;
 use dsf::store::{Cas, HeadStore, StoreError, StoreResult, Versioned};
 
-use super::codec::{db_error, decode_heads, encode_heads};
+use super::codec::{db_error, decode_heads};
+use super::group::{Write, Written};
 use super::schema::HEADS;
-use super::{RocksStore, Shared, lock};
+use super::{RocksStore, Shared};
 
 impl Shared {
     pub(super) fn get_heads(&self, repository: &str) -> StoreResult<Option<Versioned>> {
@@ -15,17 +16,12 @@ impl Shared {
         stored.map(|s| decode_heads(repository, &s)).transpose()
     }
 
-    fn cas_heads(&self, repository: &str, expected: Option<u64>, record: Bytes) -> StoreResult<Cas> {
-        let heads_cf = self.cf(HEADS)?;
-        let _guard = lock(&self.heads_lock);
-        let current = self.get_heads(repository)?;
-        if current.as_ref().map(|c| c.version) != expected {
-            return Ok(Cas::Lost(current));
+    /// A compare-and-set, grouped with concurrent writes.
+    fn cas_heads(&self, repository: String, expected: Option<u64>, record: Bytes) -> StoreResult<Cas> {
+        match self.submit(Write::Heads { repository, expected, record })? {
+            Written::Cas(cas) => Ok(cas),
+            Written::Done => Err(StoreError::Backend("a compare-and-set was answered without its outcome".into())),
         }
-        let version = next_version(repository, expected)?;
-        let stored = encode_heads(&Versioned { version, record });
-        self.db.put_cf_opt(heads_cf, repository.as_bytes(), stored, &self.write_options()).map_err(db_error)?;
-        Ok(Cas::Applied(version))
     }
 }
 
@@ -39,7 +35,7 @@ pub(super) fn next_version(repository: &str, expected: Option<u64>) -> StoreResu
 
 impl HeadStore for RocksStore {
     fn get_heads(&self, repository: String) -> impl Future<Output = StoreResult<Option<Versioned>>> + Send {
-        self.blocking(move |s| s.get_heads(&repository))
+        self.read(1, move |s| s.get_heads(&repository))
     }
 
     fn cas_heads(
@@ -48,7 +44,7 @@ impl HeadStore for RocksStore {
         expected: Option<u64>,
         record: Bytes,
     ) -> impl Future<Output = StoreResult<Cas>> + Send {
-        self.blocking(move |s| s.cas_heads(&repository, expected, record))
+        self.blocking(move |s| s.cas_heads(repository, expected, record))
     }
 }
 

@@ -6,6 +6,7 @@ use dsf::key::Key;
 use dsf::store::{BlobStore, KvStore, Listed, Maintenance, Page, StoreError, StoreResult};
 use rocksdb::{IteratorMode, WriteBatch};
 
+use super::codec::db_error;
 use super::rows::Change;
 use super::schema::{BLOBS, HEADS, ROWS};
 use super::{RocksStore, Shared};
@@ -103,7 +104,7 @@ impl Maintenance for RocksStore {
             for k in &keys {
                 batch.delete_cf(cf, k.as_bytes());
             }
-            s.write(batch)
+            s.write(batch).map_err(db_error)
         })
     }
 

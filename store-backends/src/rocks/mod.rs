@@ -30,8 +30,9 @@
 //!
 //! # Atomicity and durability
 //!
-//! Every operation is one `WriteBatch` with the write-ahead log on: a batch of blobs, a batch of
-//! rows with the removal of their stale index entries, a heads record. Writes are fsynced by
+//! Every operation is one `WriteBatch` with the write-ahead log on, shared with the operations
+//! grouped with it: a batch of blobs, a batch of rows with the removal of their stale index
+//! entries, a heads record, a whole save. Writes are fsynced by
 //! default ([`RocksOptions::sync`]), so a write that returned survives a power loss. Without
 //! sync a write that returned still survives the writer being killed (`kill -9`), because the
 //! log is in the operating system's page cache, but not a crash of the machine.
@@ -46,7 +47,12 @@
 //! directory, within the process too), and clones of a [`RocksStore`] share it, so a mutex per
 //! open database makes each compare-and-set of heads (read, compare, write) exclusive. Row
 //! writes take a second mutex, because replacing a row reads its old attributes to remove their
-//! index entries. Blob writes take no lock: blobs are immutable. Queries read from one snapshot.
+//! index entries. Queries read from one snapshot.
+//!
+//! Writes are grouped (`group.rs`): saves, blob and row batches and compare-and-sets queue up,
+//! and one leader at a time writes everything queued as one write batch with one fsync, holding
+//! both mutexes, so concurrent writers share their fsyncs while each keeps the outcome it would
+//! have had alone.
 //!
 //! # Maintenance
 //!
@@ -58,6 +64,7 @@ mod blobs;
 mod codec;
 #[cfg(test)]
 mod fixtures;
+mod group;
 mod heads;
 mod maint;
 mod rows;
@@ -68,16 +75,15 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use dsf::store::{COMMIT_ATTRIBUTES, Cas, SaveBatch, Store, StoreError, StoreResult, Versioned, check_attributes};
+use dsf::store::{COMMIT_ATTRIBUTES, Cas, SaveBatch, Store, StoreError, StoreResult, check_attributes};
 use rocksdb::{
     Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, DBPinnableSlice, Options, ReadOptions,
     WriteBatch, WriteOptions,
 };
 
-use codec::{db_error, encode_blob, encode_heads};
-use heads::next_version;
-use rows::{Change, change_of};
-use schema::{BLOBS, COLUMN_FAMILIES, HEADS, column_family_options};
+use codec::db_error;
+use group::{Group, Write, Written};
+use schema::{COLUMN_FAMILIES, column_family_options};
 
 /// How a [`RocksStore`] is opened.
 #[derive(Debug, Clone)]
@@ -134,6 +140,8 @@ struct Shared {
     heads_lock: Mutex<()>,
     /// Serialises the read-modify-write of rows and their index entries.
     rows_lock: Mutex<()>,
+    /// The queue of writers sharing synced writes.
+    group: Group,
 }
 
 impl fmt::Debug for RocksStore {
@@ -179,6 +187,7 @@ impl RocksStore {
                 sync: options.sync,
                 heads_lock: Mutex::new(()),
                 rows_lock: Mutex::new(()),
+                group: Group::default(),
             }),
         })
     }
@@ -194,11 +203,26 @@ impl RocksStore {
         T: Send + 'static,
         F: FnOnce(&Shared) -> StoreResult<T> + Send + 'static,
     {
+        self.read(usize::MAX, f)
+    }
+
+    /// Runs the read `f` of `keys` keys when the returned future is polled: on the polling task
+    /// itself for at most [`INLINE_READ_KEYS`] keys (point lookups that RocksDB answers from its
+    /// memtables and block cache in microseconds, less than a hop to another thread costs),
+    /// else on tokio's blocking pool.
+    fn read<T, F>(&self, keys: usize, f: F) -> impl Future<Output = StoreResult<T>> + Send + 'static
+    where
+        T: Send + 'static,
+        F: FnOnce(&Shared) -> StoreResult<T> + Send + 'static,
+    {
         let shared = Arc::clone(&self.shared);
         async move {
             let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
                 StoreError::Backend("the RocksDB store runs on a tokio runtime and none is running".into())
             })?;
+            if keys <= INLINE_READ_KEYS {
+                return f(&shared);
+            }
             runtime
                 .spawn_blocking(move || f(&shared))
                 .await
@@ -206,6 +230,9 @@ impl RocksStore {
         }
     }
 }
+
+/// Reads of at most this many keys run on the calling task, not on the blocking pool.
+const INLINE_READ_KEYS: usize = 64;
 
 fn lock(mutex: &Mutex<()>) -> MutexGuard<'_, ()> {
     // The guarded state is in RocksDB, where every write is one atomic batch: a writer that
@@ -220,11 +247,12 @@ impl Shared {
         options
     }
 
-    fn write(&self, batch: WriteBatch) -> StoreResult<()> {
+    /// Writes `batch` as it is (no grouping), unless it is empty.
+    fn write(&self, batch: WriteBatch) -> Result<(), rocksdb::Error> {
         if batch.is_empty() {
             return Ok(());
         }
-        self.db.write_opt(batch, &self.write_options()).map_err(db_error)
+        self.db.write_opt(batch, &self.write_options())
     }
 
     /// Point lookups of `keys` in one column family, in order.
@@ -241,32 +269,13 @@ impl Shared {
         self.db.batched_multi_get_cf_opt(cf, keys, sorted, options).into_iter().map(|r| r.map_err(db_error)).collect()
     }
 
-    /// A whole save as one write batch (one fsync): blobs, rows and, if the version matches,
-    /// the heads record and the `on_applied` rows.
+    /// A whole save, grouped with concurrent writes into one write batch (one fsync): blobs,
+    /// rows and, if the version matches, the heads record and the `on_applied` rows.
     fn save(&self, save: SaveBatch) -> StoreResult<Cas> {
-        let SaveBatch { blobs, rows, repository, expected, record, on_applied } = save;
-        // Lock order: rows, then heads (cas_heads takes only the heads lock).
-        let _rows = lock(&self.rows_lock);
-        let _heads = lock(&self.heads_lock);
-        let mut batch = WriteBatch::default();
-        let blobs_cf = self.cf(BLOBS)?;
-        for row in &blobs {
-            batch.put_cf(blobs_cf, row.key.as_bytes(), encode_blob(&row.element, &row.children));
+        match self.submit(Write::Save(save))? {
+            Written::Cas(cas) => Ok(cas),
+            Written::Done => Err(StoreError::Backend("a save was answered without a compare-and-set outcome".into())),
         }
-        let current = self.get_heads(&repository)?;
-        let applies = current.as_ref().map(|c| c.version) == expected;
-        let mut changes: Vec<(Vec<u8>, Change)> = rows.into_iter().map(change_of).collect();
-        let outcome = if applies {
-            changes.extend(on_applied.into_iter().map(change_of));
-            let version = next_version(&repository, expected)?;
-            batch.put_cf(self.cf(HEADS)?, repository.as_bytes(), encode_heads(&Versioned { version, record }));
-            Cas::Applied(version)
-        } else {
-            Cas::Lost(current)
-        };
-        self.rows_into(changes, &mut batch)?;
-        self.write(batch)?;
-        Ok(outcome)
     }
 }
 
@@ -291,12 +300,12 @@ mod tests {
 
     use bytes::Bytes;
     use dsf::key::Key;
-    use dsf::store::{BlobStore, HeadStore, IndexStore, KvStore};
+    use dsf::store::{BlobStore, HeadStore, IndexStore, KvStore, Versioned};
     use tempfile::TempDir;
 
     use super::codec::{StoredRow, encode_row, index_prefix};
     use super::fixtures::{assert_index_consistent, attrs, blob, eq, put_raw, row};
-    use super::schema::{INDEX, ROWS};
+    use super::schema::{BLOBS, HEADS, INDEX, ROWS};
     use super::*;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,11 +7,12 @@ use bytes::Bytes;
 use dsf::store::{
     IndexStore, KvStore, Predicate, Row, StoreError, StoreResult, check_attributes, check_predicates, matches,
 };
-use rocksdb::{IteratorMode, PrefixRange, ReadOptions, WriteBatch};
+use rocksdb::{IteratorMode, PrefixRange, ReadOptions};
 
 use super::codec::{StoredRow, db_error, decode_row, encode_row, hex, index_keys, index_prefix};
+use super::group::{Overlay, Staged, Write};
 use super::schema::{INDEX, ROWS};
-use super::{RocksStore, Shared, lock};
+use super::{RocksStore, Shared};
 
 /// The next state of a row in a batch of row writes.
 pub(super) enum Change {
@@ -29,23 +30,34 @@ impl Shared {
         keys.iter().zip(found).map(|(key, v)| v.map(|v| decode_row(key, &v)).transpose()).collect()
     }
 
-    /// Applies `changes` in order as one write batch, keeping the index equal to the rows'
-    /// attributes. Fails, writing nothing, on an attribute-only update of a missing row.
+    /// Applies `changes` in order as one write batch (grouped with concurrent writes),
+    /// keeping the index equal to the rows' attributes. Fails, writing nothing, on an
+    /// attribute-only update of a missing row.
     pub(super) fn write_rows(&self, changes: Vec<(Vec<u8>, Change)>) -> StoreResult<()> {
-        let _guard = lock(&self.rows_lock);
-        let mut batch = WriteBatch::default();
-        self.rows_into(changes, &mut batch)?;
-        self.write(batch)
+        self.submit(Write::Rows(changes)).map(|_| ())
     }
 
-    /// Adds `changes` (applied in order) and their index updates to `batch`. The caller holds
-    /// the rows lock until the batch is written.
-    pub(super) fn rows_into(&self, changes: Vec<(Vec<u8>, Change)>, batch: &mut WriteBatch) -> StoreResult<()> {
-        let rows_cf = self.cf(ROWS)?;
-        let index_cf = self.cf(INDEX)?;
-        let keys: Vec<Vec<u8>> = changes.iter().map(|(k, _)| k.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-        let before: BTreeMap<Vec<u8>, Option<StoredRow>> =
-            keys.iter().cloned().zip(self.rows(&keys, &ReadOptions::default())?).collect();
+    /// Stages `changes` (applied in order) and their index updates. The rows as they stand
+    /// before are those the earlier writes of the group left (`overlay`), else the stored ones.
+    /// The caller holds the rows lock until the group is written.
+    pub(super) fn stage_rows(
+        &self,
+        changes: Vec<(Vec<u8>, Change)>,
+        overlay: &Overlay,
+        staged: &mut Staged,
+    ) -> StoreResult<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let keys: BTreeSet<Vec<u8>> = changes.iter().map(|(k, _)| k.clone()).collect();
+        let unread: Vec<Vec<u8>> = keys.iter().filter(|k| !overlay.rows.contains_key(*k)).cloned().collect();
+        let mut before: BTreeMap<Vec<u8>, Option<StoredRow>> =
+            unread.iter().cloned().zip(self.rows(&unread, &ReadOptions::default())?).collect();
+        for key in &keys {
+            if let Some(row) = overlay.rows.get(key) {
+                before.insert(key.clone(), row.clone());
+            }
+        }
         let mut after = before.clone();
         for (key, change) in changes {
             let slot = after.get_mut(&key).expect("every changed key was read");
@@ -63,22 +75,23 @@ impl Shared {
                 },
             }
         }
-        for (key, new) in &after {
-            let old = &before[key];
-            let old_index = index_keys(key, old.as_ref());
-            let new_index = index_keys(key, new.as_ref());
+        for (key, new) in after {
+            let old = &before[&key];
+            let old_index = index_keys(&key, old.as_ref());
+            let new_index = index_keys(&key, new.as_ref());
             for stale in old_index.difference(&new_index) {
-                batch.delete_cf(index_cf, stale);
+                staged.ops.push((INDEX, stale.clone(), None));
             }
             for fresh in new_index.difference(&old_index) {
-                batch.put_cf(index_cf, fresh, b"");
+                staged.ops.push((INDEX, fresh.clone(), Some(Vec::new())));
             }
-            match new {
-                Some(row) if old.as_ref() != Some(row) => batch.put_cf(rows_cf, key, encode_row(row)),
+            match &new {
+                Some(row) if old.as_ref() != Some(row) => staged.ops.push((ROWS, key.clone(), Some(encode_row(row)))),
                 Some(_) => {}
-                None if old.is_some() => batch.delete_cf(rows_cf, key),
+                None if old.is_some() => staged.ops.push((ROWS, key.clone(), None)),
                 None => {}
             }
+            staged.rows.push((key, new));
         }
         Ok(())
     }
@@ -133,7 +146,7 @@ pub(super) fn change_of(r: Row) -> (Vec<u8>, Change) {
 
 impl KvStore for RocksStore {
     fn get(&self, key: Vec<u8>) -> impl Future<Output = StoreResult<Option<Bytes>>> + Send {
-        self.blocking(move |s| {
+        self.read(1, move |s| {
             let stored = s.db.get_pinned_cf(s.cf(ROWS)?, &key).map_err(db_error)?;
             Ok(stored.map(|v| decode_row(&key, &v)).transpose()?.map(|r| r.value))
         })
@@ -148,11 +161,11 @@ impl KvStore for RocksStore {
     }
 
     fn has_key(&self, key: Vec<u8>) -> impl Future<Output = StoreResult<bool>> + Send {
-        self.blocking(move |s| Ok(s.db.get_pinned_cf(s.cf(ROWS)?, &key).map_err(db_error)?.is_some()))
+        self.read(1, move |s| Ok(s.db.get_pinned_cf(s.cf(ROWS)?, &key).map_err(db_error)?.is_some()))
     }
 
     fn batch_get(&self, keys: Vec<Vec<u8>>) -> impl Future<Output = StoreResult<Vec<Option<Bytes>>>> + Send {
-        self.blocking(move |s| {
+        self.read(keys.len(), move |s| {
             Ok(s.rows(&keys, &ReadOptions::default())?.into_iter().map(|r| r.map(|r| r.value)).collect())
         })
     }
@@ -163,7 +176,7 @@ impl KvStore for RocksStore {
     }
 
     fn batch_has_key(&self, keys: Vec<Vec<u8>>) -> impl Future<Output = StoreResult<Vec<bool>>> + Send {
-        self.blocking(move |s| {
+        self.read(keys.len(), move |s| {
             let found = s.multi_get(s.cf(ROWS)?, &keys, false, &ReadOptions::default())?;
             Ok(found.iter().map(Option::is_some).collect())
         })
