@@ -15,7 +15,7 @@
 //! `{"@conflict": {"path": …, "base": …, "ours": …, "theirs": …}}` until someone replaces it
 //! with the value to keep.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -171,7 +171,7 @@ pub struct Parsed {
 /// Reads a document into elements. Objects are hashed again; `known` supplies the objects that
 /// `{"@ref": KEY}` names and the elements `"@key"` hints at.
 pub fn parse(registry: &Registry, alg: HashAlgorithm, known: &Elements, doc: Json) -> Result<Parsed> {
-    let mut p = Parser { registry, alg, known, new: Vec::new(), new_keys: HashSet::new(), stale_keys: 0 };
+    let mut p = Parser { registry, alg, known, new: Vec::new(), new_keys: HashSet::new(), stale_keys: 0, absent: None };
     let (root, root_type, _) = p.object(doc, "root")?;
     Ok(Parsed { root, root_type, new_elements: p.new, stale_keys: p.stale_keys })
 }
@@ -207,6 +207,9 @@ struct Parser<'a> {
     new: Vec<Element>,
     new_keys: HashSet<Key>,
     stale_keys: usize,
+    /// Links held by known objects, by target key: the type and leaf flag of objects that are
+    /// named by `{"@ref": KEY}` but not here (left out of a partial clone). Built on first need.
+    absent: Option<HashMap<Key, (TypeId, bool)>>,
 }
 
 impl Parser<'_> {
@@ -225,10 +228,14 @@ impl Parser<'_> {
                 .as_str()
                 .and_then(Key::from_hex)
                 .ok_or_else(|| doc_error(path, "\"@ref\" must be an object key in hex"))?;
-            let e = self.element(&key).ok_or_else(|| {
+            if let Some(e) = self.element(&key) {
+                return Ok((key, e.ty(), e.is_leaf()));
+            }
+            // An object this copy does not hold (a type its clone left out) is kept as the
+            // link a known object makes to it: same key, type and leaf flag.
+            return self.absent_link(&key).ok_or_else(|| {
                 doc_error(path, format!("\"@ref\" names object {key}, which is not in this repository"))
-            })?;
-            return Ok((key, e.ty(), e.is_leaf()));
+            });
         }
         let name = match map.remove(TYPE) {
             Some(Json::String(s)) => s,
@@ -272,6 +279,24 @@ impl Parser<'_> {
             self.new.push(e);
         }
         Ok(out)
+    }
+
+    fn absent_link(&mut self, key: &Key) -> Option<(Key, TypeId, bool)> {
+        let (registry, known) = (self.registry, self.known);
+        let absent = self.absent.get_or_insert_with(|| {
+            let mut links = HashMap::new();
+            for e in known.iter().filter(|e| !e.is_leaf()) {
+                let Ok(info) = registry.require(e.ty()) else { continue };
+                let _ = crate::wire::scan(e.value(), registry.plans(), info.plan, &mut |l| {
+                    if let Some(k) = Key::from_slice(l.key) {
+                        links.insert(k, (l.ty, l.isleaf));
+                    }
+                    Ok(())
+                });
+            }
+            links
+        });
+        absent.get(key).map(|&(ty, isleaf)| (*key, ty, isleaf))
     }
 
     fn element(&self, key: &Key) -> Option<&Element> {

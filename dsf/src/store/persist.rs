@@ -486,7 +486,7 @@ impl<'s, S: Store> StoredRepository<'s, S> {
     }
 
     /// Fetches every element reachable from `roots` that the repository lacks, one batch per
-    /// level, not descending below objects of excluded types.
+    /// level, not following links to objects of excluded types (roots are always fetched).
     pub async fn fetch_graphs(&mut self, roots: Vec<Key>, excluded: &[TypeId]) -> Result<()> {
         let mut seen: HashSet<Key> = HashSet::new();
         let mut frontier: Vec<Key> = roots.iter().copied().filter(|k| seen.insert(*k)).collect();
@@ -504,12 +504,18 @@ impl<'s, S: Store> StoredRepository<'s, S> {
                 fetched.push(e);
             }
             // Children of elements already present are present too (they were saved together),
-            // so only fetched elements lead further.
+            // so only fetched elements lead further. Links to excluded types are not followed:
+            // a copy made without them (a partial clone) does not hold those objects.
             for e in &fetched {
-                if excluded.contains(&e.ty()) && !roots.contains(&e.key()) {
+                if excluded.is_empty() {
+                    next.extend(e.children().iter().copied().filter(|c| seen.insert(*c)));
                     continue;
                 }
-                next.extend(e.children().iter().copied().filter(|c| seen.insert(*c)));
+                for (c, ty) in e.links(self.repo.registry())? {
+                    if !excluded.contains(&ty) && seen.insert(c) {
+                        next.push(c);
+                    }
+                }
             }
             self.repo.add_stored(fetched)?;
             frontier = next;

@@ -46,13 +46,14 @@ pub async fn clone(
         fail(format!("the --types files cannot be registered: {e}"))
             .hint("give FileDescriptorSets made with protoc --include_imports --descriptor_set_out=FILE")
     })?;
-    // With --all-types nothing is left out; otherwise the client leaves out what it leaves out
-    // by default.
-    let excluded: Option<Vec<TypeId>> = opts.all_types.then(Vec::new);
+    // With --all-types nothing is left out; otherwise what ION's clients left out (array
+    // payloads), which the copy then records as excluded: its document names them by key.
+    let excluded: Vec<TypeId> =
+        if opts.all_types { Vec::new() } else { dsf_container::client::DEFAULT_EXCLUDED.to_vec() };
     let remote = connect(&ui, "the remote", &target, &registry, opts).await?;
     let mut progress = ui.progress("receiving", None);
     let cloned = async {
-        let mut repo = remote.clone_repository(key, &registry, excluded.as_deref()).await?;
+        let mut repo = remote.clone_repository(key, &registry, Some(&excluded)).await?;
         if let Some(depth) = opts.depth {
             let heads: Vec<Key> = repo.branches().iter().flat_map(|b| b.heads.iter().copied()).collect();
             let keep: HashSet<Key> = within_depth(&heads, depth, parents_in(&repo)).into_iter().collect();
@@ -63,7 +64,7 @@ pub async fn clone(
             .filter_map(|c| c.root.as_ref().map(|r| r.key))
             .filter(|k| !repo.elements().contains(k))
             .collect();
-        complete_from(None, &mut repo, &remote, roots, &[], false, &ui).await?;
+        complete_from(None, &mut repo, &remote, roots, &excluded, false, &ui).await?;
         let remote_heads = RemoteHeads::from_branches(repo.branches(), repo.nicknames());
         anyhow::Ok((one_head_per_branch(repo)?, remote_heads))
     }
@@ -93,6 +94,7 @@ pub async fn clone(
         }
         let s = Session::with(wd)?;
         s.state_mut().shallow = shallow_boundary(&repo);
+        s.state_mut().excluded = s.type_names(&excluded);
         let elements = repo.elements().len();
         let branch = repo
             .get_branch(dsf::MASTER_BRANCH)
@@ -105,7 +107,7 @@ pub async fn clone(
         let commit = match branch {
             Some(b) => {
                 let writing = ui.progress("writing root.json", None);
-                sr.checkout(Checkout::branch(b.clone()).excluded_types([])).await?;
+                sr.checkout(Checkout::branch(b.clone()).excluded_types(excluded.clone())).await?;
                 let head = sr.repository().commit_head()?.context("the cloned branch has no commits")?;
                 s.state_mut().branch = Some(b);
                 s.write_checkout(sr.repository(), head)?;

@@ -70,8 +70,14 @@ async fn fetch_into(
     let Some((state, count)) = fetched? else { return Ok(None) };
     sr.save().await?;
     let boundary = shallow_boundary(sr.repository());
-    if boundary != s.state().shallow {
+    // --all-types completed what the branches reach: the copy no longer leaves types out (the
+    // next checkout writes them in the document).
+    let widened = opts.all_types && !s.state().excluded.is_empty();
+    if boundary != s.state().shallow || widened {
         s.state_mut().shallow = boundary;
+        if widened {
+            s.state_mut().excluded.clear();
+        }
         s.save_state()?;
     }
     s.wd.save_remote_heads(name, &RemoteHeads::from_branches(&state.branches, &state.nicknames))?;

@@ -319,6 +319,15 @@ async fn stored_commits(wc: &Wc) -> BTreeSet<String> {
     sr.repository().commits().map(|c| c.key.to_hex()).collect()
 }
 
+/// The keys of the elements a copy's local store holds (hex).
+async fn stored_keys(wc: &Wc) -> BTreeSet<String> {
+    use dsf::store::Maintenance as _;
+    let s = dsf_cli::session::Session::open(wc.dir()).unwrap();
+    let page = s.store.list_blobs(None, 1 << 20).await.unwrap();
+    assert!(page.next.is_none(), "one page holds a test copy's store");
+    page.items.into_iter().map(|e| e.key.to_hex()).collect()
+}
+
 /// The shallow boundary a copy records.
 fn boundary(wc: &Wc) -> Vec<String> {
     Workdir::open(wc.dir()).unwrap().state.shallow
@@ -398,9 +407,10 @@ fn shallow_clone_deepen_and_unshallow_over_amqp() {
     run(|| shallow_clone_through(url));
 }
 
-/// `clone --all-types` and `pull --all-types` bring ArrayStructure payloads (which the clients
-/// may leave out by default, as ION did): the clone's document is the original's, arrays
-/// included, and a pull with every type leaves it complete.
+/// A clone leaves ArrayStructure payloads out by default, as ION did: its document names the
+/// payload by key, and the partial copy still checks out, edits, commits and pushes. `pull
+/// --all-types` then completes it, and `clone --all-types` takes every type from the start:
+/// both documents are the original's, arrays included.
 async fn arrays_through(url: String) {
     let scratch = tempfile::tempdir().unwrap();
     let doc = json!({
@@ -423,6 +433,27 @@ async fn arrays_through(url: String) {
     assert_eq!(commands::remote_add(a.dir(), "origin", &url, QUIET).unwrap(), exit::OK);
     assert_eq!(commands::push(a.dir(), None, false, OPTS, QUIET).await.unwrap(), exit::OK);
     let key = Workdir::open(a.dir()).unwrap().config.repository.clone();
+
+    // By default the clone leaves the array payload out: the document names it by key, and
+    // the copy still edits, commits and pushes (the parent keeps its link to the payload).
+    let partial = SyncOptions { all_types: false, ..OPTS };
+    assert_eq!(commands::clone(scratch.path(), &url, &key, Some("p".into()), &[], partial, QUIET).await.unwrap(), 0);
+    let p = Wc(scratch.path().join("p"));
+    let array_key = a.doc()["content"]["@key"].as_str().unwrap().to_owned();
+    assert_eq!(p.doc()["content"], json!({ "@ref": array_key }));
+    assert!(!stored_keys(&p).await.contains(&array_key), "the payload stayed on the remote");
+    assert_eq!(commands::status(p.dir(), QUIET).await.unwrap(), exit::OK);
+    let renamed = p.change("renamed in the partial copy", |d| d["name"] = json!("air temperature")).await;
+    assert_eq!(commands::push(p.dir(), None, false, partial, QUIET).await.unwrap(), exit::OK);
+    assert_eq!(commands::pull(a.dir(), None, MergePolicy::Manual, OPTS, QUIET).await.unwrap(), exit::OK);
+    assert_eq!(a.head(), renamed);
+    assert_eq!(a.doc()["name"], json!("air temperature"));
+    assert_eq!(a.doc()["content"]["bounded_arrays"][0]["ndarray"]["value"], json!([1, 2, 3]));
+    // A pull taking every type completes the partial copy.
+    assert_eq!(commands::pull(p.dir(), None, MergePolicy::Manual, OPTS, QUIET).await.unwrap(), exit::OK);
+    assert!(stored_keys(&p).await.contains(&array_key), "--all-types brought the payload");
+    assert_eq!(commands::checkout(p.dir(), CheckoutArgs::default(), QUIET).await.unwrap(), exit::OK);
+    assert_eq!(p.doc(), a.doc());
 
     assert_eq!(commands::clone(scratch.path(), &url, &key, Some("b".into()), &[], OPTS, QUIET).await.unwrap(), 0);
     let b = Wc(scratch.path().join("b"));
@@ -450,6 +481,14 @@ fn all_types_brings_arrays_with_a_store_folder() {
 #[test]
 fn all_types_brings_arrays_over_grpc() {
     let served = Served::grpc();
+    let url = served.url.clone();
+    run(|| arrays_through(url));
+}
+
+/// Every type, over AMQP.
+#[test]
+fn all_types_brings_arrays_over_amqp() {
+    let served = Served::amqp();
     let url = served.url.clone();
     run(|| arrays_through(url));
 }
