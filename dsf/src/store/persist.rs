@@ -491,8 +491,8 @@ impl<'s, S: Store> StoredRepository<'s, S> {
         let mut seen: HashSet<Key> = HashSet::new();
         let mut frontier: Vec<Key> = roots.iter().copied().filter(|k| seen.insert(*k)).collect();
         while !frontier.is_empty() {
-            let wanted: Vec<Key> = frontier.into_iter().filter(|k| !self.repo.elements().contains(k)).collect();
-            let mut next = Vec::new();
+            let (present, wanted): (Vec<Key>, Vec<Key>) =
+                frontier.into_iter().partition(|k| self.repo.elements().contains(k));
             let mut fetched = Vec::with_capacity(wanted.len());
             let rows = if wanted.is_empty() { Vec::new() } else { self.store.get_blobs(wanted.clone()).await? };
             for (key, row) in wanted.iter().zip(rows) {
@@ -503,10 +503,12 @@ impl<'s, S: Store> StoredRepository<'s, S> {
                 }
                 fetched.push(e);
             }
-            // Children of elements already present are present too (they were saved together),
-            // so only fetched elements lead further. Links to excluded types are not followed:
-            // a copy made without them (a partial clone) does not hold those objects.
-            for e in &fetched {
+            // Elements already here lead further too: an earlier checkout that left some types
+            // out holds a graph without what hangs below them. Links to excluded types are not
+            // followed: a copy made without them (a partial clone) does not hold those objects.
+            let mut next = Vec::new();
+            let here = present.iter().filter_map(|k| self.repo.elements().get(k));
+            for e in here.chain(&fetched) {
                 if excluded.is_empty() {
                     next.extend(e.children().iter().copied().filter(|c| seen.insert(*c)));
                     continue;
