@@ -825,20 +825,7 @@ impl GrpcClient {
     }
 
     async fn request_pull(&self, key: &str, have: &[Key], head_content: bool, excluded: &[TypeId]) -> Result<Pulled> {
-        let req = PullRequest {
-            repository_key: key.to_owned(),
-            have_commits: have.iter().map(|k| k.as_bytes().to_vec()).collect(),
-            head_content,
-            excluded_types: type_refs(excluded),
-        };
-        let mut stream = self.within("pull", self.rpc.clone().pull(req)).await?;
-        let first =
-            self.next("pull", &mut stream, (0, 0)).await?.ok_or_else(|| protocol_error("the pull sent nothing"))?;
-        let mut bytes = first.encoded_len() as u64;
-        let heads = match first.part {
-            Some(pull_part::Part::Heads(h)) => remote_heads(&h).map_err(protocol)?,
-            _ => return Err(protocol_error("a pull must begin with the heads")),
-        };
+        let (heads, mut stream, mut bytes) = self.open_pull(key, have, head_content, excluded).await?;
         let mut elements = Vec::new();
         while let Some(part) = self.next("pull", &mut stream, (elements.len() as u64, bytes)).await? {
             bytes += part.encoded_len() as u64;
